@@ -1,0 +1,163 @@
+//! `publish()` means *stored*: persistent, `mandatory`, on a confirm-mode channel, and returns only
+//! once the broker confirmed — or fails within `publish_timeout`.
+//!
+//! Every caller awaits its own confirm, so many publishes are in flight at once across the
+//! session's channels; nothing waits for an unrelated message's round trip.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use lapin::options::BasicPublishOptions;
+use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
+use lapin::{BasicProperties, Confirmation};
+
+use super::Broker;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    #[error("broker unavailable: not connected")]
+    Unavailable,
+    #[error("broker did not confirm within {0:?}")]
+    Timeout(Duration),
+    #[error("broker refused the message (nack)")]
+    Nacked,
+    #[error("no queue is bound for routing key `{routing_key}`: {reply}")]
+    Unroutable { routing_key: String, reply: String },
+    #[error("publish failed: {0}")]
+    Amqp(#[from] lapin::Error),
+}
+
+/// A message to publish. Headers are strings or integers; body and ids are borrowed.
+pub struct Outgoing<'a> {
+    exchange: &'a str,
+    routing_key: &'a str,
+    body: &'a [u8],
+    message_id: Option<&'a str>,
+    content_type: &'a str,
+    headers: FieldTable,
+}
+
+impl<'a> Outgoing<'a> {
+    pub fn new(exchange: &'a str, routing_key: &'a str, body: &'a [u8]) -> Self {
+        Self {
+            exchange,
+            routing_key,
+            body,
+            message_id: None,
+            content_type: "application/json",
+            headers: FieldTable::default(),
+        }
+    }
+
+    /// Consumers deduplicate on it after a redelivery or a retried publish.
+    pub fn message_id(mut self, id: &'a str) -> Self {
+        self.message_id = Some(id);
+        self
+    }
+
+    pub fn header(mut self, key: &str, value: impl Into<HeaderValue>) -> Self {
+        let value = match value.into() {
+            HeaderValue::Text(text) => AMQPValue::LongString(LongString::from(text)),
+            HeaderValue::Integer(number) => AMQPValue::LongLongInt(number),
+        };
+        self.headers.insert(ShortString::from(key), value);
+        self
+    }
+
+    pub fn headers(mut self, headers: FieldTable) -> Self {
+        for (key, value) in &headers {
+            self.headers.insert(key.clone(), value.clone());
+        }
+        self
+    }
+}
+
+pub enum HeaderValue {
+    Text(String),
+    Integer(i64),
+}
+
+impl From<&str> for HeaderValue {
+    fn from(value: &str) -> Self {
+        Self::Text(value.to_owned())
+    }
+}
+
+impl From<String> for HeaderValue {
+    fn from(value: String) -> Self {
+        Self::Text(value)
+    }
+}
+
+impl From<i64> for HeaderValue {
+    fn from(value: i64) -> Self {
+        Self::Integer(value)
+    }
+}
+
+#[derive(Clone)]
+pub struct Publisher {
+    broker: Broker,
+}
+
+impl Publisher {
+    pub(super) fn new(broker: Broker) -> Self {
+        Self { broker }
+    }
+
+    pub fn broker(&self) -> &Broker {
+        &self.broker
+    }
+
+    /// Publishes and waits for the broker's confirm. `Ok` means the broker has stored the message.
+    ///
+    /// An error does not prove the message is absent (a confirm can be lost with the connection):
+    /// delivery is at least once, and consumers deduplicate.
+    #[tracing::instrument(name = "publish", skip_all, fields(routing_key = message.routing_key))]
+    pub async fn publish(&self, message: Outgoing<'_>) -> Result<(), PublishError> {
+        let session = self.broker.session().ok_or(PublishError::Unavailable)?;
+        let timeout = self.broker.settings().publish_timeout;
+        let timestamp = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|elapsed| elapsed.as_secs())
+            .unwrap_or_default();
+        let mut properties = BasicProperties::default()
+            .with_delivery_mode(2)
+            .with_content_type(message.content_type.into())
+            .with_timestamp(timestamp)
+            .with_headers(message.headers);
+        if let Some(id) = message.message_id {
+            properties = properties.with_message_id(id.into());
+        }
+        let options = BasicPublishOptions {
+            mandatory: true,
+            ..BasicPublishOptions::default()
+        };
+        let confirmed = tokio::time::timeout(timeout, async {
+            session
+                .publish_channel()
+                .basic_publish(
+                    message.exchange.into(),
+                    message.routing_key.into(),
+                    options,
+                    message.body,
+                    properties,
+                )
+                .await?
+                .await
+        })
+        .await;
+        match confirmed {
+            Err(_) => {
+                self.broker.report_stall();
+                Err(PublishError::Timeout(timeout))
+            }
+            Ok(Err(error)) => Err(PublishError::Amqp(error)),
+            Ok(Ok(Confirmation::Ack(None))) => Ok(()),
+            Ok(Ok(Confirmation::Ack(Some(returned)))) => Err(PublishError::Unroutable {
+                routing_key: message.routing_key.to_owned(),
+                reply: returned.reply_text.to_string(),
+            }),
+            Ok(Ok(Confirmation::Nack(_) | Confirmation::NotRequested)) => Err(PublishError::Nacked),
+        }
+    }
+}

@@ -1,0 +1,85 @@
+//! Prometheus metrics of one ingress: one registry per instance, so tests never share counters.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    pub outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct EventLabels {
+    pub event: String,
+}
+
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<OutcomeLabels, Counter>,
+    events: Family<EventLabels, Counter>,
+    publish_seconds: Histogram,
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("zoom_relay_ingress");
+        let requests = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "requests",
+            "Webhook requests by outcome (accepted, url_validation, or an error code)",
+            requests.clone(),
+        );
+        let events = Family::<EventLabels, Counter>::default();
+        registry.register(
+            "events",
+            "Verified events stored in the broker, by event name",
+            events.clone(),
+        );
+        // 1 ms .. ~8 s: persistent confirms batch fsyncs and can reach hundreds of ms.
+        let publish_seconds = Histogram::new(exponential_buckets(0.001, 2.0, 14));
+        registry.register(
+            "publish_confirm_seconds",
+            "Time from publish to the broker's confirm",
+            publish_seconds.clone(),
+        );
+        Self {
+            registry,
+            requests,
+            events,
+            publish_seconds,
+        }
+    }
+
+    pub fn request(&self, outcome: &str) {
+        self.requests
+            .get_or_create(&OutcomeLabels {
+                outcome: outcome.to_owned(),
+            })
+            .inc();
+    }
+
+    pub fn event_stored(&self, event: &str, seconds: f64) {
+        self.events
+            .get_or_create(&EventLabels {
+                event: event.to_owned(),
+            })
+            .inc();
+        self.publish_seconds.observe(seconds);
+    }
+
+    pub fn encode(&self) -> String {
+        let mut text = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut text, &self.registry);
+        text
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
