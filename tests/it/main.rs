@@ -1,1 +1,6 @@
+//! End-to-end tests: real components on port 0, the real local RabbitMQ, each test under a
+//! namespace of its own. `TEST_LOG=1` shows the components' logs.
 
+mod broker_outage;
+mod helpers;
+mod ingress;

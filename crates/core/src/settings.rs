@@ -322,3 +322,16 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod example {
+    use super::Settings;
+
+    #[test]
+    fn example_configuration_parses() {
+        let text = include_str!("../../../deploy/zoom-relay.example.toml");
+        let settings = Settings::from_toml(text).expect("deploy/zoom-relay.example.toml is valid");
+        assert_eq!(settings.accounts.len(), 1);
+        assert_eq!(settings.accounts[0].secret_tokens.len(), 2);
+    }
+}

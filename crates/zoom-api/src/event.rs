@@ -8,6 +8,7 @@ use serde::Deserialize;
 /// The outer fields of an event body.
 #[derive(Debug, Deserialize)]
 pub struct Envelope {
+    #[serde(default)]
     pub event: String,
     /// Milliseconds since the epoch, when Zoom produced the event.
     #[serde(default)]

@@ -1,0 +1,29 @@
+# zoom-relay: every entry point ops and developers need. Each target installs what is missing.
+.PHONY: run test setup build lint fmt bench-ingress clean-demo
+
+## Run the local demo (RabbitMQ, simulator, whole pipeline) with the embedded defaults.
+run: setup
+	cargo build --release --quiet -p zoom-relay
+	scripts/demo.sh
+
+## Every check and test against the real local RabbitMQ (what CI runs).
+test:
+	scripts/test.sh
+
+## Install what is missing (Rust tools, RabbitMQ) and start RabbitMQ.
+setup:
+	scripts/setup.sh
+
+build:
+	cargo build --release -p zoom-relay
+
+lint:
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets -- -D warnings
+
+fmt:
+	cargo fmt --all
+
+## Ingress throughput and latency against its two ceilings (docs/benchmarks.md).
+bench-ingress:
+	scripts/bench-ingress.sh

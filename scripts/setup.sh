@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# Installs what zoom-relay needs on a Debian machine and starts RabbitMQ. Idempotent.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/lib.sh
+ensure_command curl curl
+ensure_rust
+ensure_rabbitmq

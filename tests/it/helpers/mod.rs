@@ -1,0 +1,353 @@
+//! The test harness: a real ingress on port 0, a real RabbitMQ under a namespace of its own, a tap
+//! queue that sees everything published, and a signer independent of the code under test.
+
+pub mod proxy;
+
+use std::collections::HashSet;
+use std::future::Future;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use futures_util::StreamExt;
+use hmac::{Hmac, Mac};
+use lapin::message::Delivery;
+use lapin::options::{
+    BasicAckOptions, BasicConsumeOptions, BasicGetOptions, ExchangeDeleteOptions, QueueBindOptions,
+    QueueDeclareOptions, QueueDeleteOptions,
+};
+use lapin::types::FieldTable;
+use lapin::{Connection, ConnectionProperties};
+use relay_core::Settings;
+use relay_core::broker::Broker;
+use relay_core::shutdown::CancellationToken;
+use sha2::Sha256;
+
+pub const ACME_TOKEN: &str = "acme-current-token";
+pub const ACME_PREVIOUS_TOKEN: &str = "acme-previous-token";
+pub const GLOBEX_TOKEN: &str = "globex-token";
+
+/// The broker the tests share; `TEST_AMQP_URL` points elsewhere.
+pub fn broker_url() -> String {
+    std::env::var("TEST_AMQP_URL")
+        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
+}
+
+pub fn broker_address() -> std::net::SocketAddr {
+    "127.0.0.1:5672".parse().expect("address")
+}
+
+pub fn init_test_log() {
+    if std::env::var_os("TEST_LOG").is_some() {
+        relay_core::telemetry::init(&relay_core::settings::LogSettings::default());
+    }
+}
+
+/// `v0=` + hex HMAC-SHA256 over `v0:{timestamp}:{body}`, written here from Zoom's documentation,
+/// not taken from the code under test.
+pub fn zoom_signature(secret: &str, timestamp: i64, body: &[u8]) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("any key length");
+    mac.update(format!("v0:{timestamp}:").as_bytes());
+    mac.update(body);
+    format!("v0={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+pub fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock")
+        .as_secs() as i64
+}
+
+/// Polls `condition` until it holds or `timeout` passes.
+pub async fn eventually<F, Fut>(timeout: Duration, mut condition: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if condition().await {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+pub fn unique_namespace() -> String {
+    format!("t{}.", &uuid::Uuid::new_v4().simple().to_string()[..12])
+}
+
+pub struct TestOptions {
+    pub amqp_url: String,
+    pub timestamp_tolerance_secs: u64,
+    pub max_body_bytes: usize,
+}
+
+impl Default for TestOptions {
+    fn default() -> Self {
+        Self {
+            amqp_url: broker_url(),
+            timestamp_tolerance_secs: 300,
+            max_body_bytes: 64 * 1024,
+        }
+    }
+}
+
+pub fn test_settings(namespace: &str, options: &TestOptions) -> Settings {
+    Settings::from_toml(&format!(
+        r#"
+        [amqp]
+        url = "{url}"
+        namespace = "{namespace}"
+        reconnect_max_backoff = "500ms"
+        connect_timeout = "3s"
+        heartbeat = "5s"
+        [ingress]
+        listen = "127.0.0.1:0"
+        workers = 1
+        max_body_bytes = {max_body}
+        timestamp_tolerance_secs = {tolerance}
+        shutdown_timeout = "5s"
+        [[accounts]]
+        name = "acme"
+        account_id = "acme-account-id"
+        client_id = "acme-client"
+        client_secret = "acme-client-secret"
+        secret_tokens = ["{ACME_TOKEN}", "{ACME_PREVIOUS_TOKEN}"]
+        [[accounts]]
+        name = "globex"
+        account_id = "globex-account-id"
+        client_id = "globex-client"
+        client_secret = "globex-client-secret"
+        secret_tokens = ["{GLOBEX_TOKEN}"]
+        "#,
+        url = options.amqp_url,
+        max_body = options.max_body_bytes,
+        tolerance = options.timestamp_tolerance_secs,
+    ))
+    .expect("test settings")
+}
+
+/// A running ingress with its broker connection and a tap on everything it publishes.
+pub struct TestApp {
+    pub address: String,
+    pub namespace: String,
+    pub broker: Broker,
+    pub http: reqwest::Client,
+    pub tap: Tap,
+    shutdown: CancellationToken,
+}
+
+impl TestApp {
+    pub async fn spawn() -> Self {
+        Self::spawn_with(TestOptions::default()).await
+    }
+
+    pub async fn spawn_with(options: TestOptions) -> Self {
+        init_test_log();
+        let namespace = unique_namespace();
+        let settings = test_settings(&namespace, &options);
+        let shutdown = CancellationToken::new();
+        let broker = Broker::start(&settings.amqp, shutdown.clone());
+        assert!(
+            broker.wait_ready(Duration::from_secs(15)).await,
+            "broker not ready"
+        );
+        let ingress =
+            relay_ingress::Ingress::build(&settings, broker.clone()).expect("ingress builds");
+        let address = format!("http://127.0.0.1:{}", ingress.port());
+        tokio::spawn(ingress.run(shutdown.clone()));
+        let tap = Tap::declare(&namespace, &broker.topology().events_exchange()).await;
+        Self {
+            address,
+            namespace,
+            broker,
+            http: reqwest::Client::new(),
+            tap,
+            shutdown,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.address)
+    }
+
+    /// Posts `body` signed with `secret` as Zoom would, now.
+    pub async fn post_signed(&self, secret: &str, body: &str) -> reqwest::Response {
+        self.post_signed_at(secret, unix_now(), body, None).await
+    }
+
+    pub async fn post_signed_at(
+        &self,
+        secret: &str,
+        timestamp: i64,
+        body: &str,
+        tracking_id: Option<&str>,
+    ) -> reqwest::Response {
+        let mut request = self
+            .http
+            .post(self.url("/zoom/webhook"))
+            .header("content-type", "application/json")
+            .header("x-zm-request-timestamp", timestamp.to_string())
+            .header(
+                "x-zm-signature",
+                zoom_signature(secret, timestamp, body.as_bytes()),
+            )
+            .body(body.to_owned());
+        if let Some(id) = tracking_id {
+            request = request.header("x-zm-trackingid", id);
+        }
+        request.send().await.expect("request sent")
+    }
+
+    pub async fn is_ready(&self) -> bool {
+        matches!(
+            self.http.get(self.url("/readyz")).send().await,
+            Ok(response) if response.status() == 200
+        )
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+        let namespace = self.namespace.clone();
+        let queues = vec![
+            self.tap.queue.clone(),
+            self.broker.topology().archive_stream(),
+        ];
+        let exchange = self.broker.topology().events_exchange();
+        // Drop cannot await; a thread of its own runs the clean-up even while a test panics.
+        let _ = std::thread::spawn(move || {
+            let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            runtime.block_on(async move {
+                let cleanup = async {
+                    let connection =
+                        Connection::connect(&broker_url(), ConnectionProperties::default())
+                            .await
+                            .ok()?;
+                    let channel = connection.create_channel().await.ok()?;
+                    for queue in queues {
+                        let _ = channel
+                            .queue_delete(queue.into(), QueueDeleteOptions::default())
+                            .await;
+                    }
+                    let _ = channel
+                        .exchange_delete(exchange.into(), ExchangeDeleteOptions::default())
+                        .await;
+                    let _ = connection
+                        .close(200, format!("{namespace} cleaned").into())
+                        .await;
+                    Some(())
+                };
+                let _ = tokio::time::timeout(Duration::from_secs(10), cleanup).await;
+            });
+        })
+        .join();
+    }
+}
+
+/// A durable queue bound to the events exchange with `#`, read over its own direct connection.
+pub struct Tap {
+    pub queue: String,
+    connection: Connection,
+    consumer: Option<lapin::Consumer>,
+}
+
+impl Tap {
+    pub async fn declare(namespace: &str, exchange: &str) -> Self {
+        let queue = format!("{namespace}tap");
+        let connection = Connection::connect(&broker_url(), ConnectionProperties::default())
+            .await
+            .expect("tap connection");
+        let channel = connection.create_channel().await.expect("tap channel");
+        channel
+            .queue_declare(
+                queue.as_str().into(),
+                QueueDeclareOptions::durable(),
+                FieldTable::default(),
+            )
+            .await
+            .expect("tap queue");
+        channel
+            .queue_bind(
+                queue.as_str().into(),
+                exchange.into(),
+                "#".into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .expect("tap binding");
+        Self {
+            queue,
+            connection,
+            consumer: None,
+        }
+    }
+
+    /// The next message, acknowledged, or `None` after `timeout`.
+    pub async fn next(&mut self, timeout: Duration) -> Option<Delivery> {
+        if self.consumer.is_none() {
+            let channel = self.connection.create_channel().await.expect("tap channel");
+            let consumer = channel
+                .basic_consume(
+                    self.queue.as_str().into(),
+                    "".into(),
+                    BasicConsumeOptions::default(),
+                    FieldTable::default(),
+                )
+                .await
+                .expect("tap consumer");
+            self.consumer = Some(consumer);
+        }
+        let consumer = self.consumer.as_mut()?;
+        let delivery = tokio::time::timeout(timeout, consumer.next())
+            .await
+            .ok()??
+            .ok()?;
+        delivery.ack(BasicAckOptions::default()).await.expect("ack");
+        Some(delivery)
+    }
+
+    /// Drains the tap over a fresh connection (the old one may have died with the broker) until
+    /// every id in `expected` was seen; returns the ids still missing.
+    pub async fn find_all(&self, expected: &HashSet<String>, timeout: Duration) -> HashSet<String> {
+        let mut missing = expected.clone();
+        let deadline = tokio::time::Instant::now() + timeout;
+        while !missing.is_empty() && tokio::time::Instant::now() < deadline {
+            let Ok(connection) =
+                Connection::connect(&broker_url(), ConnectionProperties::default()).await
+            else {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue;
+            };
+            let Ok(channel) = connection.create_channel().await else {
+                continue;
+            };
+            while let Ok(Some(message)) = channel
+                .basic_get(self.queue.as_str().into(), BasicGetOptions { no_ack: true })
+                .await
+            {
+                if let Some(id) = message.delivery.properties.message_id() {
+                    missing.remove(id.as_str());
+                }
+            }
+            if !missing.is_empty() {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+        missing
+    }
+}
+
+pub fn header<'a>(delivery: &'a Delivery, key: &str) -> Option<&'a lapin::types::AMQPValue> {
+    delivery.properties.headers().as_ref()?.inner().get(key)
+}

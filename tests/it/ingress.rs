@@ -1,0 +1,371 @@
+//! The ingress as Zoom sees it: signed requests in, 200 only once the broker has the event.
+
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicQosOptions};
+use lapin::types::{AMQPValue, FieldTable, LongString};
+use lapin::{Connection, ConnectionProperties};
+use serde_json::{Value, json};
+
+use crate::helpers::*;
+
+const WAIT: Duration = Duration::from_secs(10);
+
+fn recording_completed(meeting_uuid: &str) -> String {
+    json!({
+        "event": "recording.completed",
+        "event_ts": 1_700_000_000_123_i64,
+        "payload": {
+            "account_id": "acme-account-id",
+            "object": { "uuid": meeting_uuid, "id": 123, "topic": "Weekly", "recording_files": [] }
+        },
+        "download_token": "eyJhbGciOiJIUzUxMiJ9.eyJleHAiOjF9.sig"
+    })
+    .to_string()
+}
+
+async fn error_code(response: reqwest::Response) -> (u16, String) {
+    let status = response.status().as_u16();
+    let body: Value = response.json().await.expect("JSON error body");
+    (
+        status,
+        body["error"].as_str().expect("error code").to_owned(),
+    )
+}
+
+#[tokio::test]
+async fn stores_verified_event_with_routing_key_headers_and_intact_body() {
+    let mut app = TestApp::spawn().await;
+    let body = recording_completed("4444AAAiAAAAAiAiAiiAii==");
+
+    let response = app
+        .post_signed_at(ACME_TOKEN, unix_now(), &body, Some("tracking-1"))
+        .await;
+    assert_eq!(response.status(), 200);
+
+    let delivery = app.tap.next(WAIT).await.expect("event in the tap queue");
+    assert_eq!(delivery.routing_key.as_str(), "recording.completed");
+    assert_eq!(
+        delivery.data,
+        body.as_bytes(),
+        "body must be the raw signed bytes"
+    );
+    let properties = &delivery.properties;
+    assert_eq!(
+        properties.message_id().as_ref().map(|id| id.as_str()),
+        Some("tracking-1")
+    );
+    assert_eq!(*properties.delivery_mode(), Some(2), "persistent");
+    assert!(properties.timestamp().is_some());
+    assert_eq!(
+        properties.content_type().as_ref().map(|t| t.as_str()),
+        Some("application/json")
+    );
+    assert_eq!(
+        header(&delivery, "account_id"),
+        Some(&AMQPValue::LongString(LongString::from("acme-account-id")))
+    );
+    assert_eq!(
+        header(&delivery, "event"),
+        Some(&AMQPValue::LongString(LongString::from(
+            "recording.completed"
+        )))
+    );
+    assert_eq!(
+        header(&delivery, "event_ts"),
+        Some(&AMQPValue::LongLongInt(1_700_000_000_123))
+    );
+}
+
+#[tokio::test]
+async fn message_id_without_tracking_id_is_the_body_digest() {
+    let mut app = TestApp::spawn().await;
+    let body = recording_completed("digest-meeting");
+    assert_eq!(app.post_signed(ACME_TOKEN, &body).await.status(), 200);
+    let delivery = app.tap.next(WAIT).await.expect("event stored");
+    let id = delivery
+        .properties
+        .message_id()
+        .clone()
+        .expect("message id");
+    use sha2::Digest;
+    let expected = format!(
+        "sha256:{}",
+        hex::encode(sha2::Sha256::digest(body.as_bytes()))
+    );
+    assert_eq!(id.as_str(), expected);
+}
+
+#[tokio::test]
+async fn accepts_vector_signed_outside_the_code_under_test() {
+    // python3: hmac.new(b'zoom-secret-token', b'v0:1658940994:' + body, hashlib.sha256).hexdigest()
+    let app = TestApp::spawn_with(TestOptions {
+        timestamp_tolerance_secs: 100 * 365 * 24 * 3600,
+        ..TestOptions::default()
+    })
+    .await;
+    let body = r#"{"event":"recording.completed","payload":{}}"#;
+    let signature = "v0=c8a8e9da2d6c4404a08317fe5964020702b1cfe75235b13cb70a1a75bd69a114";
+    let response = app
+        .http
+        .post(app.url("/zoom/webhook"))
+        .header("x-zm-request-timestamp", "1658940994")
+        .header("x-zm-signature", signature)
+        .body(body)
+        .send()
+        .await
+        .expect("sent");
+    // The vector's secret is not configured: a mismatch proves the check ran on these bytes.
+    assert_eq!(
+        error_code(response).await,
+        (401, "invalid_signature".into())
+    );
+
+    let settings_token = "zoom-secret-token";
+    let signature_from_helper = zoom_signature(settings_token, 1658940994, body.as_bytes());
+    assert_eq!(
+        signature_from_helper, signature,
+        "the test signer agrees with Python"
+    );
+}
+
+#[tokio::test]
+async fn answers_url_validation_only_when_signed_and_publishes_nothing() {
+    let mut app = TestApp::spawn().await;
+    let challenge = json!({
+        "event": "endpoint.url_validation",
+        "payload": { "plainToken": "qgg8vlvZRS6UYooatFL8Aw" },
+        "event_ts": 1_654_503_849_680_i64
+    })
+    .to_string();
+
+    let unsigned = app
+        .http
+        .post(app.url("/zoom/webhook"))
+        .body(challenge.clone())
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(
+        error_code(unsigned).await,
+        (401, "missing_signature".into())
+    );
+
+    let response = app.post_signed(GLOBEX_TOKEN, &challenge).await;
+    assert_eq!(response.status(), 200);
+    let answer: Value = response.json().await.expect("JSON answer");
+    assert_eq!(answer["plainToken"], "qgg8vlvZRS6UYooatFL8Aw");
+    // printf 'qgg8vlvZRS6UYooatFL8Aw' | openssl dgst -sha256 -hmac globex-token
+    let expected = {
+        use hmac::Mac;
+        let mut mac =
+            hmac::Hmac::<sha2::Sha256>::new_from_slice(GLOBEX_TOKEN.as_bytes()).expect("key");
+        mac.update(b"qgg8vlvZRS6UYooatFL8Aw");
+        hex::encode(mac.finalize().into_bytes())
+    };
+    assert_eq!(answer["encryptedToken"], expected.as_str());
+
+    // Nothing was published for the challenge: the next message is the event sent after it.
+    let marker = recording_completed("after-validation");
+    assert_eq!(app.post_signed(ACME_TOKEN, &marker).await.status(), 200);
+    let first = app.tap.next(WAIT).await.expect("marker event");
+    assert_eq!(first.data, marker.as_bytes());
+}
+
+#[tokio::test]
+async fn each_rejection_answers_its_code_and_publishes_nothing() {
+    let mut app = TestApp::spawn().await;
+    let body = recording_completed("rejected");
+    let now = unix_now();
+    let signed = |secret: &str, ts: i64, body: &str| zoom_signature(secret, ts, body.as_bytes());
+
+    let cases: Vec<(&str, reqwest::RequestBuilder, (u16, &str))> = vec![
+        (
+            "no headers",
+            app.http.post(app.url("/zoom/webhook")).body(body.clone()),
+            (401, "missing_signature"),
+        ),
+        (
+            "wrong secret",
+            app.http
+                .post(app.url("/zoom/webhook"))
+                .header("x-zm-request-timestamp", now.to_string())
+                .header("x-zm-signature", signed("not-our-secret", now, &body))
+                .body(body.clone()),
+            (401, "invalid_signature"),
+        ),
+        (
+            "body altered after signing",
+            app.http
+                .post(app.url("/zoom/webhook"))
+                .header("x-zm-request-timestamp", now.to_string())
+                .header("x-zm-signature", signed(ACME_TOKEN, now, &body))
+                .body(format!("{body} ")),
+            (401, "invalid_signature"),
+        ),
+        (
+            "stale timestamp",
+            app.http
+                .post(app.url("/zoom/webhook"))
+                .header("x-zm-request-timestamp", (now - 301).to_string())
+                .header("x-zm-signature", signed(ACME_TOKEN, now - 301, &body))
+                .body(body.clone()),
+            (401, "stale_timestamp"),
+        ),
+        (
+            "oversized body",
+            {
+                let big = "x".repeat(64 * 1024 + 1);
+                app.http
+                    .post(app.url("/zoom/webhook"))
+                    .header("x-zm-request-timestamp", now.to_string())
+                    .header("x-zm-signature", signed(ACME_TOKEN, now, &big))
+                    .body(big)
+            },
+            (413, "body_too_large"),
+        ),
+        (
+            "signed but not JSON",
+            app.http
+                .post(app.url("/zoom/webhook"))
+                .header("x-zm-request-timestamp", now.to_string())
+                .header("x-zm-signature", signed(ACME_TOKEN, now, "{not json"))
+                .body("{not json"),
+            (400, "invalid_json"),
+        ),
+        (
+            "signed JSON without event",
+            app.http
+                .post(app.url("/zoom/webhook"))
+                .header("x-zm-request-timestamp", now.to_string())
+                .header(
+                    "x-zm-signature",
+                    signed(ACME_TOKEN, now, r#"{"payload":{}}"#),
+                )
+                .body(r#"{"payload":{}}"#),
+            (400, "missing_event"),
+        ),
+        (
+            "wrong method",
+            app.http.get(app.url("/zoom/webhook")),
+            (405, "method_not_allowed"),
+        ),
+        (
+            "wrong path",
+            app.http.post(app.url("/webhook")).body(body.clone()),
+            (404, "not_found"),
+        ),
+    ];
+    for (name, request, expected) in cases {
+        let response = request.send().await.expect("sent");
+        let (status, code) = error_code(response).await;
+        assert_eq!((status, code.as_str()), expected, "{name}");
+    }
+
+    let marker = recording_completed("marker");
+    assert_eq!(app.post_signed(ACME_TOKEN, &marker).await.status(), 200);
+    let first = app.tap.next(WAIT).await.expect("marker event");
+    assert_eq!(
+        first.data,
+        marker.as_bytes(),
+        "a rejected request reached the broker"
+    );
+
+    let metrics = app
+        .http
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    for outcome in [
+        "invalid_signature",
+        "stale_timestamp",
+        "body_too_large",
+        "accepted",
+    ] {
+        assert!(
+            metrics.contains(&format!("outcome=\"{outcome}\"")),
+            "{outcome} not counted:\n{metrics}"
+        );
+    }
+    assert!(metrics.contains("zoom_relay_ingress_events_total{event=\"recording.completed\"} 1"));
+}
+
+#[tokio::test]
+async fn accepts_previous_and_current_secret_during_rotation() {
+    let mut app = TestApp::spawn().await;
+    for (secret, meeting) in [(ACME_PREVIOUS_TOKEN, "old"), (ACME_TOKEN, "new")] {
+        let body = recording_completed(meeting);
+        assert_eq!(
+            app.post_signed(secret, &body).await.status(),
+            200,
+            "{secret}"
+        );
+        let delivery = app.tap.next(WAIT).await.expect("stored");
+        assert_eq!(delivery.data, body.as_bytes());
+        assert_eq!(
+            header(&delivery, "account"),
+            Some(&AMQPValue::LongString(LongString::from("acme")))
+        );
+    }
+}
+
+#[tokio::test]
+async fn archive_stream_holds_every_verified_event() {
+    let app = TestApp::spawn().await;
+    let bodies: Vec<String> = (0..3)
+        .map(|n| recording_completed(&format!("archived-{n}")))
+        .collect();
+    for body in &bodies {
+        assert_eq!(app.post_signed(GLOBEX_TOKEN, body).await.status(), 200);
+    }
+
+    let connection = Connection::connect(&broker_url(), ConnectionProperties::default())
+        .await
+        .expect("connect");
+    let channel = connection.create_channel().await.expect("channel");
+    channel
+        .basic_qos(10, BasicQosOptions::default())
+        .await
+        .expect("qos: streams need a prefetch");
+    let mut arguments = FieldTable::default();
+    arguments.insert(
+        "x-stream-offset".into(),
+        AMQPValue::LongString("first".into()),
+    );
+    let mut consumer = channel
+        .basic_consume(
+            app.broker.topology().archive_stream().into(),
+            "".into(),
+            BasicConsumeOptions::default(),
+            arguments,
+        )
+        .await
+        .expect("stream consumer");
+    for body in &bodies {
+        let delivery = tokio::time::timeout(WAIT, consumer.next())
+            .await
+            .expect("archived in time")
+            .expect("stream open")
+            .expect("delivery");
+        assert_eq!(delivery.data, body.as_bytes());
+        delivery.ack(BasicAckOptions::default()).await.expect("ack");
+    }
+}
+
+#[tokio::test]
+async fn healthz_is_up_and_readyz_follows_the_broker() {
+    let app = TestApp::spawn().await;
+    let health = app
+        .http
+        .get(app.url("/healthz"))
+        .send()
+        .await
+        .expect("healthz");
+    assert_eq!(health.status(), 200);
+    assert!(app.is_ready().await);
+}
