@@ -39,6 +39,8 @@ pub struct Settings {
     pub ingress: IngressSettings,
     #[serde(default)]
     pub log: LogSettings,
+    #[serde(default)]
+    pub zoom: ZoomSettings,
     /// One entry per Zoom Server-to-Server OAuth app.
     #[serde(default)]
     pub accounts: Vec<AccountSettings>,
@@ -108,6 +110,92 @@ impl Default for IngressSettings {
             timestamp_tolerance_secs: 300,
             workers: None,
             shutdown_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Where and how zoom-relay talks to Zoom. Tests and the demo point the URLs at the simulator.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ZoomSettings {
+    pub oauth_url: String,
+    pub api_base: String,
+    /// Hosts a download URL, and every redirect it takes, may point at. An entry matches the host
+    /// itself and its subdomains. Anything else is refused: payload URLs are untrusted input.
+    pub download_hosts: Vec<String>,
+    #[serde(with = "humantime_serde")]
+    pub connect_timeout: Duration,
+    /// Bound on one API call (not on downloads, which can take hours).
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+    /// A download that receives nothing for this long is treated as cut and resumed.
+    #[serde(with = "humantime_serde")]
+    pub download_idle_timeout: Duration,
+    /// Access tokens are renewed this long before they expire.
+    #[serde(with = "humantime_serde")]
+    pub token_refresh_margin: Duration,
+    /// Attempts per API call on 429, 5xx and connection errors.
+    pub max_attempts: u32,
+    #[serde(with = "humantime_serde")]
+    pub retry_base: Duration,
+    #[serde(with = "humantime_serde")]
+    pub retry_max: Duration,
+    /// `Range` resumptions allowed per download after a cut connection.
+    pub download_resumes: u32,
+    /// Zoom's `file_size` is not always exact: a served size within this fraction, or within
+    /// `file_size_tolerance_bytes`, of it is accepted.
+    pub file_size_tolerance: f64,
+    pub file_size_tolerance_bytes: u64,
+    /// `ttl` asked for a fresh `download_access_token`.
+    #[serde(with = "humantime_serde")]
+    pub download_access_token_ttl: Duration,
+    pub rate_limits: RateLimitSettings,
+}
+
+impl Default for ZoomSettings {
+    fn default() -> Self {
+        Self {
+            oauth_url: "https://zoom.us/oauth/token".into(),
+            api_base: "https://api.zoom.us/v2".into(),
+            download_hosts: vec!["zoom.us".into(), "zoomgov.com".into()],
+            connect_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(30),
+            download_idle_timeout: Duration::from_secs(60),
+            token_refresh_margin: Duration::from_secs(300),
+            max_attempts: 6,
+            retry_base: Duration::from_millis(500),
+            retry_max: Duration::from_secs(30),
+            download_resumes: 5,
+            file_size_tolerance: 0.02,
+            file_size_tolerance_bytes: 64 * 1024,
+            download_access_token_ttl: Duration::from_secs(3600),
+            rate_limits: RateLimitSettings::default(),
+        }
+    }
+}
+
+/// Zoom's per-account API budget by category. Defaults are the Pro plan's; Business and up:
+/// 80 / 60 / 40 per second, 20 per minute, 60,000 a day. Every process of one account shares
+/// Zoom's budget, so with N processes configure 1/N of it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RateLimitSettings {
+    pub light_per_second: u32,
+    pub medium_per_second: u32,
+    pub heavy_per_second: u32,
+    pub resource_intensive_per_minute: u32,
+    /// Shared by Heavy and Resource-intensive calls.
+    pub heavy_per_day: u32,
+}
+
+impl Default for RateLimitSettings {
+    fn default() -> Self {
+        Self {
+            light_per_second: 30,
+            medium_per_second: 20,
+            heavy_per_second: 10,
+            resource_intensive_per_minute: 10,
+            heavy_per_day: 30_000,
         }
     }
 }
@@ -205,6 +293,32 @@ impl Settings {
         }
         if self.ingress.max_body_bytes == 0 {
             return Err(invalid("ingress.max_body_bytes", "must be positive"));
+        }
+        let limits = &self.zoom.rate_limits;
+        for (key, value) in [
+            ("zoom.rate_limits.light_per_second", limits.light_per_second),
+            ("zoom.rate_limits.medium_per_second", limits.medium_per_second),
+            ("zoom.rate_limits.heavy_per_second", limits.heavy_per_second),
+            (
+                "zoom.rate_limits.resource_intensive_per_minute",
+                limits.resource_intensive_per_minute,
+            ),
+            ("zoom.rate_limits.heavy_per_day", limits.heavy_per_day),
+        ] {
+            if value == 0 {
+                return Err(invalid(key, "must be at least 1"));
+            }
+        }
+        for (key, url) in [
+            ("zoom.oauth_url", &self.zoom.oauth_url),
+            ("zoom.api_base", &self.zoom.api_base),
+        ] {
+            if !(url.starts_with("https://") || url.starts_with("http://")) {
+                return Err(invalid(key, "must be an http(s) URL"));
+            }
+        }
+        if self.zoom.max_attempts == 0 {
+            return Err(invalid("zoom.max_attempts", "must be at least 1"));
         }
         let mut names = std::collections::HashSet::new();
         for (index, account) in self.accounts.iter().enumerate() {

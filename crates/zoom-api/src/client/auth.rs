@@ -1,0 +1,143 @@
+//! Server-to-Server OAuth access tokens: one cached per account, renewed ahead of expiry, with a
+//! single renewal in flight however many tasks ask at once.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use tokio::sync::Mutex;
+
+use super::error::ZoomError;
+use crate::model::Sensitive;
+
+/// A bearer token and what it allows.
+pub struct AccessToken {
+    pub value: Sensitive,
+    pub scopes: Vec<String>,
+    renew_at: Instant,
+}
+
+#[derive(Deserialize)]
+struct TokenResponse {
+    access_token: String,
+    #[serde(default = "default_expiry")]
+    expires_in: u64,
+    #[serde(default)]
+    scope: String,
+}
+
+fn default_expiry() -> u64 {
+    3600
+}
+
+pub struct TokenCache {
+    http: reqwest::Client,
+    oauth_url: String,
+    account_id: String,
+    client_id: String,
+    client_secret: SecretString,
+    refresh_margin: Duration,
+    request_timeout: Duration,
+    // Held across a renewal: concurrent callers wait for the one request instead of each sending one.
+    current: Mutex<Option<Arc<AccessToken>>>,
+    renewals: AtomicU64,
+}
+
+impl TokenCache {
+    pub fn new(
+        http: reqwest::Client,
+        settings: &relay_core::settings::ZoomSettings,
+        account: &relay_core::settings::AccountSettings,
+    ) -> Self {
+        Self {
+            http,
+            oauth_url: settings.oauth_url.clone(),
+            account_id: account.account_id.clone(),
+            client_id: account.client_id.clone(),
+            client_secret: account.client_secret.clone(),
+            refresh_margin: settings.token_refresh_margin,
+            request_timeout: settings.request_timeout,
+            current: Mutex::new(None),
+            renewals: AtomicU64::new(0),
+        }
+    }
+
+    /// A token valid for at least the refresh margin.
+    pub async fn get(&self) -> Result<Arc<AccessToken>, ZoomError> {
+        let mut current = self.current.lock().await;
+        if let Some(token) = current.as_ref()
+            && Instant::now() < token.renew_at
+        {
+            return Ok(token.clone());
+        }
+        let token = Arc::new(self.request().await?);
+        *current = Some(token.clone());
+        Ok(token)
+    }
+
+    /// Drops `stale` after Zoom refused it, unless another task already replaced it.
+    pub async fn invalidate(&self, stale: &AccessToken) {
+        let mut current = self.current.lock().await;
+        if current
+            .as_ref()
+            .is_some_and(|token| token.value == stale.value)
+        {
+            *current = None;
+        }
+    }
+
+    /// How many tokens this cache has requested (a figure for tests and metrics).
+    pub fn renewals(&self) -> u64 {
+        self.renewals.load(Ordering::Relaxed)
+    }
+
+    #[tracing::instrument(name = "oauth_token", skip_all, fields(account_id = %self.account_id))]
+    async fn request(&self) -> Result<AccessToken, ZoomError> {
+        self.renewals.fetch_add(1, Ordering::Relaxed);
+        let response = self
+            .http
+            .post(&self.oauth_url)
+            .query(&[
+                ("grant_type", "account_credentials"),
+                ("account_id", self.account_id.as_str()),
+            ])
+            .basic_auth(&self.client_id, Some(self.client_secret.expose_secret()))
+            .timeout(self.request_timeout)
+            .send()
+            .await
+            .map_err(ZoomError::transport)?;
+        let status = response.status();
+        if !status.is_success() {
+            let reason = super::zoom_message(response)
+                .await
+                .1
+                .unwrap_or_else(|| "no reason given".into());
+            return Err(if status.is_server_error() {
+                ZoomError::Server {
+                    status: status.as_u16(),
+                    attempts: 1,
+                }
+            } else {
+                ZoomError::Credentials {
+                    status: status.as_u16(),
+                    reason,
+                }
+            });
+        }
+        let body: TokenResponse = response
+            .json()
+            .await
+            .map_err(|error| ZoomError::Decode(error.without_url().to_string()))?;
+        let lifetime = Duration::from_secs(body.expires_in);
+        // A token shorter-lived than the margin would never count as fresh.
+        let margin = self.refresh_margin.min(lifetime / 2);
+        tracing::debug!(expires_in = body.expires_in, "access token renewed");
+        Ok(AccessToken {
+            value: Sensitive::new(body.access_token),
+            scopes: body.scope.split_whitespace().map(str::to_owned).collect(),
+            renew_at: Instant::now() + lifetime - margin,
+        })
+    }
+}
