@@ -41,6 +41,8 @@ pub struct Settings {
     pub log: LogSettings,
     #[serde(default)]
     pub zoom: ZoomSettings,
+    #[serde(default)]
+    pub sim: SimSettings,
     /// One entry per Zoom Server-to-Server OAuth app.
     #[serde(default)]
     pub accounts: Vec<AccountSettings>,
@@ -174,6 +176,37 @@ impl Default for ZoomSettings {
     }
 }
 
+/// The Zoom simulator (`zoom-relay sim`): it serves the configured `[[accounts]]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SimSettings {
+    pub listen: SocketAddr,
+    /// Base URL clients reach the simulator at (download URLs point there); default
+    /// `http://{listen}`.
+    pub public_url: Option<String>,
+    /// Lifetime of the access tokens it issues (Zoom: 1 hour).
+    #[serde(with = "humantime_serde")]
+    pub token_ttl: Duration,
+    /// Lifetime of `next_page_token`s (Zoom: 15 minutes).
+    #[serde(with = "humantime_serde")]
+    pub page_token_ttl: Duration,
+    /// Lifetime of the `download_token` in the events it sends.
+    #[serde(with = "humantime_serde")]
+    pub download_token_ttl: Duration,
+}
+
+impl Default for SimSettings {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 9090)),
+            public_url: None,
+            token_ttl: Duration::from_secs(3600),
+            page_token_ttl: Duration::from_secs(15 * 60),
+            download_token_ttl: Duration::from_secs(24 * 3600),
+        }
+    }
+}
+
 /// Zoom's per-account API budget by category. Defaults are the Pro plan's; Business and up:
 /// 80 / 60 / 40 per second, 20 per minute, 60,000 a day. Every process of one account shares
 /// Zoom's budget, so with N processes configure 1/N of it.
@@ -297,7 +330,10 @@ impl Settings {
         let limits = &self.zoom.rate_limits;
         for (key, value) in [
             ("zoom.rate_limits.light_per_second", limits.light_per_second),
-            ("zoom.rate_limits.medium_per_second", limits.medium_per_second),
+            (
+                "zoom.rate_limits.medium_per_second",
+                limits.medium_per_second,
+            ),
             ("zoom.rate_limits.heavy_per_second", limits.heavy_per_second),
             (
                 "zoom.rate_limits.resource_intensive_per_minute",

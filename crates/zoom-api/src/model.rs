@@ -129,7 +129,10 @@ impl RecordingFile {
     pub fn is_completed(&self) -> bool {
         self.id.is_some()
             && self.file_type != FileType::Pending
-            && self.status.as_deref().is_none_or(|status| status == "completed")
+            && self
+                .status
+                .as_deref()
+                .is_none_or(|status| status == "completed")
     }
 }
 
@@ -313,13 +316,19 @@ mod tests {
         let event: RecordingEvent = serde_json::from_str(EVENT).expect("parses");
         let object = &event.payload.object;
         assert_eq!(object.id, Some(1234567890));
-        assert_eq!(object.recording_files[1].file_type, FileType::Other("HOLOGRAM".into()));
+        assert_eq!(
+            object.recording_files[1].file_type,
+            FileType::Other("HOLOGRAM".into())
+        );
         assert_eq!(object.recording_files[2].file_type, FileType::Pending);
         assert!(!object.recording_files[2].is_completed());
         assert_eq!(object.all_files().count(), 4);
         let round_trip = serde_json::to_value(&event).expect("serialises");
         assert_eq!(round_trip["payload"]["object"]["brand_new_field"]["x"], 1);
-        assert_eq!(round_trip["payload"]["object"]["recording_files"][1]["file_type"], "HOLOGRAM");
+        assert_eq!(
+            round_trip["payload"]["object"]["recording_files"][1]["file_type"],
+            "HOLOGRAM"
+        );
     }
 
     #[test]

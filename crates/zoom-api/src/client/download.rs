@@ -268,10 +268,7 @@ impl<'c> Download<'c> {
 
     pub fn into_stream(self) -> impl Stream<Item = Result<Bytes, DownloadError>> + 'c {
         futures_util::stream::try_unfold(self, |mut download| async move {
-            Ok(download
-                .next_chunk()
-                .await?
-                .map(|chunk| (chunk, download)))
+            Ok(download.next_chunk().await?.map(|chunk| (chunk, download)))
         })
     }
 
@@ -378,7 +375,12 @@ impl<'c> Download<'c> {
             .headers()
             .get(CONTENT_TYPE)
             .and_then(|value| value.to_str().ok())
-            .is_some_and(|value| value.trim_start().to_ascii_lowercase().starts_with("text/html"));
+            .is_some_and(|value| {
+                value
+                    .trim_start()
+                    .to_ascii_lowercase()
+                    .starts_with("text/html")
+            });
         if is_html {
             return Err(DownloadError::HtmlInsteadOfFile { status });
         }

@@ -49,14 +49,19 @@ pub enum DownloadError {
     Unauthorized,
     #[error("the file is gone at Zoom (HTTP 404)")]
     NotFound,
-    #[error("Zoom served an HTML page instead of the file (HTTP {status}): deleted or unauthorised")]
+    #[error(
+        "Zoom served an HTML page instead of the file (HTTP {status}): deleted or unauthorised"
+    )]
     HtmlInsteadOfFile { status: u16 },
     #[error("Zoom serves {served} bytes where the payload promised {expected}")]
     SizeMismatch { expected: u64, served: u64 },
     #[error("the file is still processing at Zoom")]
     Processing,
     #[error("download incomplete: {received} of {promised:?} bytes after every resumption")]
-    Incomplete { received: u64, promised: Option<u64> },
+    Incomplete {
+        received: u64,
+        promised: Option<u64>,
+    },
     #[error("the server sent more than the {promised} bytes it promised")]
     Overlong { promised: u64 },
     #[error("the server answered a resumption at the wrong offset")]

@@ -215,7 +215,10 @@ impl ZoomClient {
         from: NaiveDate,
         to: NaiveDate,
     ) -> Result<Vec<MeetingRecordings>, ZoomError> {
-        let path = format!("/accounts/{}/recordings", meeting_path_segment(&self.account_id));
+        let path = format!(
+            "/accounts/{}/recordings",
+            meeting_path_segment(&self.account_id)
+        );
         self.list_recordings(&path, from, to).await
     }
 
@@ -336,7 +339,10 @@ impl ZoomClient {
 
     async fn delete(&self, path: &str, action: DeleteAction) -> Result<Deletion, ZoomError> {
         let query = [("action", action.as_str().to_owned())];
-        match self.send(Category::Light, Method::DELETE, path, &query).await {
+        match self
+            .send(Category::Light, Method::DELETE, path, &query)
+            .await
+        {
             Ok(_) => Ok(Deletion::Deleted),
             Err(ZoomError::NotFound { .. }) => Ok(Deletion::AlreadyGone),
             Err(error) => Err(error),
@@ -443,14 +449,22 @@ impl ZoomClient {
                 }
                 StatusCode::TOO_MANY_REQUESTS if attempt < max_attempts => {
                     let wait = retry_after(&response).unwrap_or_else(|| self.backoff(attempt));
-                    warn!(attempt, wait_ms = wait.as_millis() as u64, "rate limited by Zoom");
+                    warn!(
+                        attempt,
+                        wait_ms = wait.as_millis() as u64,
+                        "rate limited by Zoom"
+                    );
                     tokio::time::sleep(wait).await;
                 }
                 StatusCode::TOO_MANY_REQUESTS => {
                     return Err(ZoomError::RateLimited { attempts: attempt });
                 }
                 status if status.is_server_error() && attempt < max_attempts => {
-                    debug!(attempt, status = status.as_u16(), "Zoom server error, retrying");
+                    debug!(
+                        attempt,
+                        status = status.as_u16(),
+                        "Zoom server error, retrying"
+                    );
                     tokio::time::sleep(self.backoff(attempt)).await;
                 }
                 status if status.is_server_error() => {
@@ -542,9 +556,15 @@ mod tests {
     #[test]
     fn encodes_plain_uuids_once_and_slashy_uuids_twice() {
         assert_eq!(meeting_path_segment("1234567890"), "1234567890");
-        assert_eq!(meeting_path_segment("4444AAAiAAAAAiAiAiiAii=="), "4444AAAiAAAAAiAiAiiAii%3D%3D");
+        assert_eq!(
+            meeting_path_segment("4444AAAiAAAAAiAiAiiAii=="),
+            "4444AAAiAAAAAiAiAiiAii%3D%3D"
+        );
         assert_eq!(meeting_path_segment("ab+c/d=="), "ab%2Bc%2Fd%3D%3D");
-        assert_eq!(meeting_path_segment("/ajXp112QmuoKj4854875=="), "%252FajXp112QmuoKj4854875%253D%253D");
+        assert_eq!(
+            meeting_path_segment("/ajXp112QmuoKj4854875=="),
+            "%252FajXp112QmuoKj4854875%253D%253D"
+        );
         assert_eq!(meeting_path_segment("ab//cd"), "ab%252F%252Fcd");
     }
 
@@ -559,7 +579,10 @@ mod tests {
                 (date("2026-03-15"), date("2026-03-20")),
             ]
         );
-        assert_eq!(month_windows(date("2026-01-01"), date("2026-01-01")).len(), 1);
+        assert_eq!(
+            month_windows(date("2026-01-01"), date("2026-01-01")).len(),
+            1
+        );
         assert!(month_windows(date("2026-02-01"), date("2026-01-01")).is_empty());
     }
 

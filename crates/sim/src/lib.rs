@@ -1,0 +1,140 @@
+//! `zoom-relay sim`: a Zoom stand-in faithful enough to run the whole system against in tests,
+//! demos, benchmarks and staging.
+//!
+//! - [`routes`]: OAuth (`/oauth/token`), the recordings and users API under `/v2`, download URLs
+//!   (`/rec/download/{id}`) that redirect to a signed file server (`/files/{id}`, with `Range`),
+//!   and the `/_sim/*` control endpoints (create meetings, set faults, read what was asked).
+//! - [`scenario`]: meetings with segments, views, transcripts, participant audio, and the events
+//!   Zoom sends about them (JWT-shaped `download_token`, UUIDs with `/` and `+`, hostile topics).
+//! - [`content`]: deterministic file content of any size, generated on the fly.
+//! - [`send`]: signs events exactly as Zoom does and posts them.
+//! - [`state`]: accounts, tokens, meetings, faults and the request log.
+
+pub mod content;
+pub mod routes;
+pub mod scenario;
+pub mod send;
+pub mod state;
+
+use std::collections::HashMap;
+use std::net::TcpListener;
+use std::sync::{Arc, Mutex};
+
+use actix_web::dev::Service;
+use actix_web::{App, HttpServer, web};
+use rand::Rng;
+use relay_core::Settings;
+use relay_core::shutdown::CancellationToken;
+use secrecy::ExposeSecret;
+
+pub use scenario::{CreatedMeeting, MeetingSpec, ServedFile};
+pub use state::{ApiFaults, FileFaults, SimState};
+
+pub struct Simulator {
+    server: actix_web::dev::Server,
+    port: u16,
+    state: Arc<SimState>,
+}
+
+impl Simulator {
+    /// Binds `sim.listen` and serves the configured `[[accounts]]` (their first secret token
+    /// signs events).
+    pub fn build(settings: &Settings) -> std::io::Result<Self> {
+        let listener = TcpListener::bind(settings.sim.listen)?;
+        let address = listener.local_addr()?;
+        let public_url = settings
+            .sim
+            .public_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{address}"))
+            .trim_end_matches('/')
+            .to_owned();
+        let accounts = settings
+            .accounts
+            .iter()
+            .map(|account| state::SimAccount {
+                name: account.name.clone(),
+                account_id: account.account_id.clone(),
+                client_id: account.client_id.clone(),
+                client_secret: account.client_secret.expose_secret().to_owned(),
+                secret_token: account
+                    .secret_tokens
+                    .first()
+                    .map(|token| token.expose_secret().to_owned())
+                    .unwrap_or_default(),
+            })
+            .collect();
+        let state = Arc::new(SimState {
+            accounts,
+            public_url,
+            token_ttl: settings.sim.token_ttl,
+            page_token_ttl: settings.sim.page_token_ttl,
+            download_token_ttl: settings.sim.download_token_ttl,
+            url_secret: hex::encode(rand::rng().random::<[u8; 16]>()),
+            inner: Mutex::new(state::Mutable {
+                tokens: HashMap::new(),
+                ..Default::default()
+            }),
+        });
+        let data = web::Data::new(state.clone());
+        let server = HttpServer::new(move || {
+            let log = data.clone();
+            App::new()
+                .app_data(data.clone())
+                .wrap_fn(move |request, service| {
+                    let method = request.method().to_string();
+                    let path = request.path().to_owned();
+                    let query = request.query_string().to_owned();
+                    let log = log.clone();
+                    let response = service.call(request);
+                    async move {
+                        let response = response.await?;
+                        if !path.starts_with("/_sim/") {
+                            let status = response.status().as_u16();
+                            log.with(|inner| {
+                                inner.requests.push(state::RecordedRequest {
+                                    method,
+                                    path,
+                                    query,
+                                    status,
+                                })
+                            });
+                        }
+                        Ok(response)
+                    }
+                })
+                .configure(routes::configure)
+        })
+        .disable_signals()
+        .shutdown_timeout(2)
+        .listen(listener)?
+        .run();
+        Ok(Self {
+            server,
+            port: address.port(),
+            state,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn base_url(&self) -> String {
+        self.state.public_url.clone()
+    }
+
+    pub fn state(&self) -> Arc<SimState> {
+        self.state.clone()
+    }
+
+    pub async fn run(self, shutdown: CancellationToken) -> std::io::Result<()> {
+        let handle = self.server.handle();
+        tokio::spawn(async move {
+            shutdown.cancelled().await;
+            handle.stop(true).await;
+        });
+        tracing::info!(url = %self.state.public_url, "Zoom simulator listening");
+        self.server.await
+    }
+}
