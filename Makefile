@@ -1,5 +1,5 @@
 # zoom-relay: every entry point ops and developers need. Each target installs what is missing.
-.PHONY: run test setup build lint fmt bench-ingress clean-demo
+.PHONY: run test setup build lint fmt bench-ingress bench-download
 
 ## Run the local demo (RabbitMQ, simulator, whole pipeline) with the embedded defaults.
 run: setup
@@ -27,3 +27,7 @@ fmt:
 ## Ingress throughput and latency against its two ceilings (docs/benchmarks.md).
 bench-ingress:
 	scripts/bench-ingress.sh
+
+## One 200 MiB and one 2 GiB file from the simulator: client vs curl, MB/s and peak RSS.
+bench-download:
+	scripts/bench-download.sh

@@ -4,3 +4,5 @@
 mod broker_outage;
 mod helpers;
 mod ingress;
+mod zoom_client;
+mod zoom_end_to_end;

@@ -71,6 +71,23 @@ enum Command {
         #[arg(long)]
         queues: Vec<String>,
     },
+    /// Create a one-file meeting of `size` bytes in a running simulator; print what a downloader
+    /// needs (JSON), including the URL and token curl uses in the same run.
+    SimMeeting {
+        #[arg(long)]
+        sim: String,
+        #[arg(long)]
+        size: u64,
+    },
+    /// Download the file `sim-meeting` described with zoom-relay's client into `out`.
+    Download {
+        #[arg(long)]
+        config: std::path::PathBuf,
+        #[arg(long)]
+        meeting: std::path::PathBuf,
+        #[arg(long)]
+        out: std::path::PathBuf,
+    },
     /// Print the number of messages in `queue` (declared passively).
     QueueDepth {
         #[arg(long, default_value = "amqp://guest:guest@127.0.0.1:5672/%2f")]
@@ -187,6 +204,12 @@ async fn main() -> anyhow::Result<()> {
                 .exchange_delete(exchange.into(), Default::default())
                 .await?;
         }
+        Command::SimMeeting { sim, size } => sim_meeting(&sim, size).await?,
+        Command::Download {
+            config,
+            meeting,
+            out,
+        } => download(&config, &meeting, &out).await?,
         Command::QueueDepth { url, queue } => {
             let connection = Connection::connect(&url, ConnectionProperties::default()).await?;
             let channel = connection.create_channel().await?;
@@ -262,6 +285,97 @@ async fn broker_publish(
     println!(
         "{{\"confirmed\": {count}, \"seconds\": {elapsed:.2}, \"per_second\": {:.0}}}",
         count as f64 / elapsed
+    );
+    Ok(())
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct BenchFile {
+    meeting_uuid: String,
+    file_id: String,
+    url: String,
+    token: String,
+    size: u64,
+    sha256: String,
+}
+
+async fn sim_meeting(sim: &str, size: u64) -> anyhow::Result<()> {
+    let spec = zoom_sim::MeetingSpec {
+        segments: 1,
+        views: vec!["shared_screen_with_speaker_view".into()],
+        audio: false,
+        chat: false,
+        transcript: false,
+        media_size: size,
+        ..zoom_sim::MeetingSpec::default()
+    };
+    let created: zoom_sim::CreatedMeeting = reqwest::Client::new()
+        .post(format!("{sim}/_sim/meetings"))
+        .json(&spec)
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    let event: zoom_api::model::RecordingEvent =
+        serde_json::from_value(created.recording_completed)?;
+    let file = event
+        .payload
+        .object
+        .recording_files
+        .first()
+        .ok_or_else(|| anyhow::anyhow!("no file"))?;
+    let file_id = file.id.clone().unwrap_or_default();
+    let served = &created.files[&file_id];
+    let description = BenchFile {
+        meeting_uuid: created.uuid.clone(),
+        url: file
+            .download_url
+            .as_ref()
+            .map(|u| u.expose().to_owned())
+            .unwrap_or_default(),
+        token: event
+            .download_token
+            .as_ref()
+            .map(|t| t.expose().to_owned())
+            .unwrap_or_default(),
+        size: served.size,
+        sha256: served.sha256.clone(),
+        file_id,
+    };
+    println!("{}", serde_json::to_string(&description)?);
+    Ok(())
+}
+
+async fn download(
+    config: &std::path::Path,
+    meeting: &std::path::Path,
+    out: &std::path::Path,
+) -> anyhow::Result<()> {
+    let settings = relay_core::Settings::load(Some(config))?;
+    let account = settings
+        .accounts
+        .first()
+        .ok_or_else(|| anyhow::anyhow!("no account"))?;
+    let client = zoom_api::ZoomClient::new(&settings.zoom, account)?;
+    let file: BenchFile = serde_json::from_str(&std::fs::read_to_string(meeting)?)?;
+    let source = zoom_api::client::FileSource {
+        meeting_uuid: file.meeting_uuid,
+        file_id: file.file_id,
+        download_url: zoom_api::model::Sensitive::new(file.url),
+        download_token: Some(zoom_api::model::Sensitive::new(file.token)),
+        expected_size: Some(file.size),
+    };
+    let started = Instant::now();
+    let mut writer = tokio::fs::File::create(out).await?;
+    let downloaded = client.download(source).await?.copy_to(&mut writer).await?;
+    tokio::io::AsyncWriteExt::flush(&mut writer).await?;
+    let seconds = started.elapsed().as_secs_f64();
+    anyhow::ensure!(downloaded.sha256 == file.sha256, "digest mismatch");
+    println!(
+        "{{\"bytes\": {}, \"seconds\": {seconds:.3}, \"mb_per_s\": {:.1}}}",
+        downloaded.bytes,
+        downloaded.bytes as f64 / 1_048_576.0 / seconds
     );
     Ok(())
 }

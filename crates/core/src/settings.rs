@@ -193,6 +193,8 @@ pub struct SimSettings {
     /// Lifetime of the `download_token` in the events it sends.
     #[serde(with = "humantime_serde")]
     pub download_token_ttl: Duration,
+    /// Largest page it serves, whatever `page_size` asks (Zoom: 300). Small values exercise paging.
+    pub page_size_limit: usize,
 }
 
 impl Default for SimSettings {
@@ -203,6 +205,7 @@ impl Default for SimSettings {
             token_ttl: Duration::from_secs(3600),
             page_token_ttl: Duration::from_secs(15 * 60),
             download_token_ttl: Duration::from_secs(24 * 3600),
+            page_size_limit: 300,
         }
     }
 }

@@ -70,6 +70,7 @@ impl Simulator {
             token_ttl: settings.sim.token_ttl,
             page_token_ttl: settings.sim.page_token_ttl,
             download_token_ttl: settings.sim.download_token_ttl,
+            page_size_limit: settings.sim.page_size_limit.max(1),
             url_secret: hex::encode(rand::rng().random::<[u8; 16]>()),
             inner: Mutex::new(state::Mutable {
                 tokens: HashMap::new(),

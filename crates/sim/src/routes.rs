@@ -1,5 +1,9 @@
 //! The simulated Zoom endpoints, and the `/_sim/*` control endpoints for tests and operators.
 
+// Helpers answer `Err(HttpResponse)` to short-circuit a handler with the response Zoom would
+// give; boxing it would only add noise to a test server.
+#![allow(clippy::result_large_err)]
+
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -302,7 +306,10 @@ fn page(
     key: &str,
     fresh: impl FnOnce() -> Vec<Value>,
 ) -> Result<(Vec<Value>, String), HttpResponse> {
-    let page_size = query.page_size.unwrap_or(30).clamp(1, 300);
+    let page_size = query
+        .page_size
+        .unwrap_or(30)
+        .clamp(1, state.page_size_limit);
     let items = match query
         .next_page_token
         .as_deref()

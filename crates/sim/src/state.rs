@@ -119,6 +119,7 @@ pub struct SimState {
     pub token_ttl: Duration,
     pub page_token_ttl: Duration,
     pub download_token_ttl: Duration,
+    pub page_size_limit: usize,
     /// Keys the signed file-server URLs.
     pub url_secret: String,
     pub inner: Mutex<Mutable>,
