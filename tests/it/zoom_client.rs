@@ -610,6 +610,53 @@ async fn a_refused_event_token_falls_back_to_the_access_token() {
 }
 
 #[tokio::test]
+async fn refused_tokens_end_with_a_fresh_url_and_download_access_token() {
+    let zoom = TestZoom::start().await;
+    let mut spec = small_meeting();
+    spec.faults.insert(
+        "MP4".into(),
+        FileFaults {
+            refuse_access_tokens: true,
+            ..FileFaults::default()
+        },
+    );
+    let created = zoom.create(&spec).await;
+    let (mut source, id) = file_source(&created.recording_completed, FileType::Mp4);
+    source.download_token = Some(Sensitive::new("opaque-token-zoom-no-longer-knows"));
+    let downloaded = zoom
+        .client
+        .download(source)
+        .await
+        .expect("third step")
+        .copy_to(&mut tokio::io::sink())
+        .await
+        .expect("complete");
+    assert_eq!(downloaded.sha256, created.files[&id].sha256);
+    let requests = zoom.get("/_sim/requests").await;
+    let steps: Vec<(String, u64)> = requests
+        .as_array()
+        .expect("list")
+        .iter()
+        .filter(|r| {
+            !r["path"]
+                .as_str()
+                .is_some_and(|p| p.starts_with("/files/") || p == "/oauth/token")
+        })
+        .map(|r| {
+            let query = r["query"].as_str().unwrap_or_default().to_owned();
+            (query, r["status"].as_u64().expect("status"))
+        })
+        .collect();
+    let statuses: Vec<u64> = steps.iter().map(|(_, status)| *status).collect();
+    assert_eq!(
+        statuses,
+        vec![401, 401, 200, 302],
+        "event token, access token, fresh URL, download"
+    );
+    assert!(steps[2].0.contains("include_fields=download_access_token"));
+}
+
+#[tokio::test]
 async fn an_expired_event_token_is_skipped_without_a_request() {
     let zoom = TestZoom::start().await;
     let created = zoom

@@ -607,10 +607,11 @@ async fn download(
         let file = inner.files.get_mut(&file_id)?;
         let authorized = token.as_ref().is_some_and(|token| {
             let now = Instant::now();
-            inner
-                .tokens
-                .get(token)
-                .is_some_and(|(account, expires)| *account == file.account_id && now < *expires)
+            let access_token = !file.faults.refuse_access_tokens
+                && inner.tokens.get(token).is_some_and(|(account, expires)| {
+                    *account == file.account_id && now < *expires
+                });
+            access_token
                 || inner
                     .download_tokens
                     .get(token)

@@ -38,6 +38,9 @@ pub struct FileFaults {
     pub size_off_by: i64,
     /// The API lists the file as `processing` for this many more reads.
     pub processing_reads: u32,
+    /// The download URL refuses account access tokens: only an event `download_token` or a
+    /// `download_access_token` opens it.
+    pub refuse_access_tokens: bool,
 }
 
 /// Faults of the API as a whole; counters count down as they are served.
