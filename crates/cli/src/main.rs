@@ -11,6 +11,7 @@ use clap::{Parser, Subcommand};
 use relay_core::Settings;
 use relay_core::broker::Broker;
 use relay_core::shutdown;
+use tokio_util::sync::CancellationToken;
 use zoom_api::ZoomClient;
 use zoom_api::client::Capability;
 
@@ -33,6 +34,16 @@ struct Cli {
 enum Command {
     /// Receive Zoom event notifications and store them in RabbitMQ.
     Ingress,
+    /// Plan recording events into file tasks and download files into staging.
+    Download,
+    /// Write each meeting's manifest once its files are staged (and join segments, if enabled).
+    Assemble,
+    /// Copy staged files and manifests to each account's destination, verified.
+    Upload,
+    /// Delete cloud recordings whose upload is verified (accounts with delete_after_upload).
+    Cleanup,
+    /// Ingress and every stage in one process: a whole single-machine deployment.
+    Run,
     /// Check every account's credentials against Zoom: token, a cheap read, needed scopes.
     Check,
     /// Run the Zoom simulator, or send it events (see `zoom-relay sim --help`).
@@ -47,7 +58,12 @@ async fn main() -> anyhow::Result<ExitCode> {
     let settings = Settings::load(cli.config.as_deref()).context("loading configuration")?;
     relay_core::telemetry::init(&settings.log);
     match cli.command {
-        Command::Ingress => run_ingress(settings).await.map(|()| ExitCode::SUCCESS),
+        Command::Ingress => run_components(settings, &[Component::Ingress]).await,
+        Command::Download => run_components(settings, &[Component::Download]).await,
+        Command::Assemble => run_components(settings, &[Component::Assemble]).await,
+        Command::Upload => run_components(settings, &[Component::Upload]).await,
+        Command::Cleanup => run_components(settings, &[Component::Cleanup]).await,
+        Command::Run => run_components(settings, &Component::ALL).await,
         Command::Check => check(&settings).await,
         Command::Sim(arguments) => sim::run(settings, arguments)
             .await
@@ -59,12 +75,86 @@ async fn main() -> anyhow::Result<ExitCode> {
     }
 }
 
-async fn run_ingress(settings: Settings) -> anyhow::Result<()> {
+#[derive(Clone, Copy)]
+enum Component {
+    Ingress,
+    Download,
+    Assemble,
+    Upload,
+    Cleanup,
+}
+
+impl Component {
+    const ALL: [Component; 5] = [
+        Self::Ingress,
+        Self::Download,
+        Self::Assemble,
+        Self::Upload,
+        Self::Cleanup,
+    ];
+}
+
+/// Runs `components` on one supervised broker connection until SIGTERM/SIGINT. The connection
+/// closes only after every component drained, so in-flight work can still ack.
+async fn run_components(settings: Settings, components: &[Component]) -> anyhow::Result<ExitCode> {
     let shutdown = shutdown::on_signal();
-    let broker = Broker::start(&settings.amqp, shutdown.clone());
-    let ingress = relay_ingress::Ingress::build(&settings, broker)
-        .with_context(|| format!("binding {}", settings.ingress.listen))?;
-    ingress.run(shutdown).await.context("serving")
+    let broker_shutdown = CancellationToken::new();
+    let broker = Broker::start(&settings, broker_shutdown.clone());
+    let settings = std::sync::Arc::new(settings);
+    let mut running = tokio::task::JoinSet::new();
+    for component in components {
+        let (settings, broker, shutdown) = (settings.clone(), broker.clone(), shutdown.clone());
+        match component {
+            Component::Ingress => {
+                let ingress = relay_ingress::Ingress::build(&settings, broker)
+                    .with_context(|| format!("binding {}", settings.ingress.listen))?;
+                running.spawn(async move { ingress.run(shutdown).await.context("ingress") });
+            }
+            Component::Download => {
+                running.spawn(async move {
+                    relay_download::run(&settings, broker, shutdown)
+                        .await
+                        .context("download")
+                });
+            }
+            Component::Assemble => {
+                running.spawn(async move {
+                    relay_assemble::run(&settings, broker, shutdown)
+                        .await
+                        .context("assemble")
+                });
+            }
+            Component::Upload => {
+                running.spawn(async move {
+                    relay_upload::run(&settings, broker, shutdown)
+                        .await
+                        .context("upload")
+                });
+            }
+            Component::Cleanup => {
+                running.spawn(async move {
+                    relay_cleanup::run(&settings, broker, shutdown)
+                        .await
+                        .context("cleanup")
+                });
+            }
+        }
+    }
+    let mut outcome = Ok(ExitCode::SUCCESS);
+    while let Some(finished) = running.join_next().await {
+        let result = finished
+            .context("component panicked")
+            .and_then(|result| result);
+        if let Err(error) = result {
+            // One component failing stops the process: ops restart it whole.
+            shutdown.cancel();
+            if outcome.is_ok() {
+                outcome = Err(error);
+            }
+        }
+    }
+    broker_shutdown.cancel();
+    outcome
 }
 
 /// Prints `ok` or `FAILED` per account with Zoom's reason and the scopes the enabled features

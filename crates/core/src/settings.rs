@@ -43,6 +43,8 @@ pub struct Settings {
     pub zoom: ZoomSettings,
     #[serde(default)]
     pub sim: SimSettings,
+    #[serde(default)]
+    pub pipeline: PipelineSettings,
     /// One entry per Zoom Server-to-Server OAuth app.
     #[serde(default)]
     pub accounts: Vec<AccountSettings>,
@@ -274,6 +276,147 @@ pub struct AccountSettings {
     pub client_secret: SecretString,
     /// The app's current secret token and, during a rotation, the previous one.
     pub secret_tokens: Vec<SecretString>,
+    /// Where this account's recordings go: an object store URL (`file:///srv/recordings`,
+    /// `s3://bucket/prefix`, `gs://bucket/prefix`, `az://container/prefix`).
+    #[serde(default = "default_destination")]
+    pub destination: String,
+    /// Options for the destination store (`aws_endpoint`, `aws_region`, `aws_access_key_id`,
+    /// `aws_secret_access_key`, `google_service_account`, …), as `object_store` names them.
+    #[serde(default)]
+    pub destination_options: std::collections::BTreeMap<String, SecretString>,
+    /// A meeting's folder under the destination. Placeholders: `{account}`, `{host_email}`,
+    /// `{topic}`, `{meeting_uuid}`, `{meeting_id}`, `{start:STRFTIME}`.
+    #[serde(default = "default_path_template")]
+    pub path_template: String,
+    /// A file's name in that folder. Placeholders: `{segment}`, `{view}`, `{file_type}`,
+    /// `{file_id}`, `{ext}`, and the meeting's.
+    #[serde(default = "default_file_template")]
+    pub file_template: String,
+    #[serde(default = "yes")]
+    pub meetings: bool,
+    #[serde(default = "yes")]
+    pub webinars: bool,
+    /// Zoom `file_type`s to keep (`MP4`, `M4A`, `TRANSCRIPT`, `CHAT`, `CC`, …); empty keeps all,
+    /// participant audio included.
+    #[serde(default)]
+    pub file_types: Vec<String>,
+    /// Only these hosts' recordings (emails, case-insensitive); empty means everyone.
+    #[serde(default)]
+    pub include_hosts: Vec<String>,
+    #[serde(default)]
+    pub exclude_hosts: Vec<String>,
+    /// Recordings of shorter meetings are skipped.
+    #[serde(default)]
+    pub min_duration_minutes: u32,
+    /// Join the MP4 segments of each view into one file with ffmpeg (stream copy).
+    #[serde(default)]
+    pub concat_media: bool,
+    /// After every file of a meeting is verified at the destination: `off`, `trash` (recoverable
+    /// for 30 days at Zoom) or `delete` (permanent).
+    #[serde(default)]
+    pub delete_after_upload: DeleteAfterUpload,
+    /// Wait this many days after the upload before deleting.
+    #[serde(default)]
+    pub delete_after_days: u32,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeleteAfterUpload {
+    #[default]
+    Off,
+    Trash,
+    Delete,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn default_destination() -> String {
+    "file:///var/lib/zoom-relay/recordings".into()
+}
+
+fn default_path_template() -> String {
+    "{host_email}/{start:%Y/%m/%d}/{topic}-{meeting_uuid}".into()
+}
+
+fn default_file_template() -> String {
+    "{segment}-{view}.{ext}".into()
+}
+
+/// The consumers: where files are staged, how much each stage takes on, how failures retry.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PipelineSettings {
+    /// Object store URL for files between download and upload. A local directory by default;
+    /// S3-compatible when the stages run on several machines.
+    pub staging: String,
+    pub staging_options: std::collections::BTreeMap<String, SecretString>,
+    /// Delays between attempts, one RabbitMQ TTL queue each; attempts past the last reuse it.
+    pub retry_delays: Vec<humantime_serde::Serde<Duration>>,
+    /// Attempts before a message goes to its stage's dead-letter queue.
+    pub max_attempts: u32,
+    /// Redeliveries RabbitMQ allows (consumer crashes) before dead-lettering (`x-delivery-limit`).
+    pub delivery_limit: u32,
+    /// In-flight work is given this long to finish on shutdown.
+    #[serde(with = "humantime_serde")]
+    pub drain_timeout: Duration,
+    /// Read back and hash every uploaded file (otherwise: the size at the destination and the
+    /// hash of the bytes sent).
+    pub verify_readback: bool,
+    pub plan: StageSettings,
+    pub download: StageSettings,
+    pub assemble: StageSettings,
+    pub upload: StageSettings,
+    pub cleanup: StageSettings,
+}
+
+impl Default for PipelineSettings {
+    fn default() -> Self {
+        Self {
+            staging: "file:///var/lib/zoom-relay/staging".into(),
+            staging_options: Default::default(),
+            retry_delays: [10, 60, 300, 900]
+                .into_iter()
+                .map(|secs| Duration::from_secs(secs).into())
+                .collect(),
+            max_attempts: 8,
+            delivery_limit: 20,
+            drain_timeout: Duration::from_secs(30),
+            verify_readback: true,
+            plan: StageSettings::new(8, 16),
+            download: StageSettings::new(4, 4),
+            assemble: StageSettings::new(4, 16),
+            upload: StageSettings::new(4, 4),
+            cleanup: StageSettings::new(2, 8),
+        }
+    }
+}
+
+impl PipelineSettings {
+    pub fn retry_delays(&self) -> Vec<Duration> {
+        self.retry_delays.iter().map(|delay| **delay).collect()
+    }
+}
+
+/// How much one stage process works on at once.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StageSettings {
+    /// Messages handled concurrently.
+    pub concurrency: usize,
+    /// Messages the broker sends ahead (quorum queues cap it at 2,000).
+    pub prefetch: u16,
+}
+
+impl StageSettings {
+    pub const fn new(concurrency: usize, prefetch: u16) -> Self {
+        Self {
+            concurrency,
+            prefetch,
+        }
+    }
 }
 
 impl Settings {
@@ -356,6 +499,23 @@ impl Settings {
                 return Err(invalid(key, "must be an http(s) URL"));
             }
         }
+        if self.pipeline.retry_delays.is_empty() {
+            return Err(invalid("pipeline.retry_delays", "needs at least one delay"));
+        }
+        if self.pipeline.max_attempts == 0 {
+            return Err(invalid("pipeline.max_attempts", "must be at least 1"));
+        }
+        for (key, stage) in [
+            ("pipeline.plan", &self.pipeline.plan),
+            ("pipeline.download", &self.pipeline.download),
+            ("pipeline.assemble", &self.pipeline.assemble),
+            ("pipeline.upload", &self.pipeline.upload),
+            ("pipeline.cleanup", &self.pipeline.cleanup),
+        ] {
+            if stage.concurrency == 0 || stage.prefetch == 0 {
+                return Err(invalid(key, "concurrency and prefetch must be at least 1"));
+            }
+        }
         if self.zoom.max_attempts == 0 {
             return Err(invalid("zoom.max_attempts", "must be at least 1"));
         }
@@ -369,6 +529,20 @@ impl Settings {
                 return Err(invalid(
                     key("name"),
                     format!("`{}` is used twice", account.name),
+                ));
+            }
+            if !account.destination.contains("://") {
+                return Err(invalid(
+                    key("destination"),
+                    "must be an object store URL (file:///…, s3://…, gs://…, az://…)",
+                ));
+            }
+            if account.delete_after_upload == DeleteAfterUpload::Off
+                && account.delete_after_days > 0
+            {
+                return Err(invalid(
+                    key("delete_after_days"),
+                    "needs delete_after_upload = \"trash\" or \"delete\"",
                 ));
             }
             if account.account_id.trim().is_empty() {

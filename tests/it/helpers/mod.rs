@@ -150,7 +150,7 @@ impl TestApp {
         let namespace = unique_namespace();
         let settings = test_settings(&namespace, &options);
         let shutdown = CancellationToken::new();
-        let broker = Broker::start(&settings.amqp, shutdown.clone());
+        let broker = Broker::start(&settings, shutdown.clone());
         assert!(
             broker.wait_ready(Duration::from_secs(15)).await,
             "broker not ready"

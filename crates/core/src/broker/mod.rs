@@ -31,9 +31,9 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 pub use publisher::{Outgoing, PublishError, Publisher};
-pub use topology::Topology;
+pub use topology::{StageName, Topology};
 
-use crate::settings::AmqpSettings;
+use crate::settings::{AmqpSettings, Settings};
 
 /// How often the supervisor looks at the connection status between events.
 const STATUS_POLL: Duration = Duration::from_secs(1);
@@ -87,11 +87,11 @@ pub enum ConnectError {
 
 impl Broker {
     /// Starts the supervisor; it runs until `shutdown` is cancelled, then closes the connection.
-    pub fn start(settings: &AmqpSettings, shutdown: CancellationToken) -> Self {
+    pub fn start(settings: &Settings, shutdown: CancellationToken) -> Self {
         let (sessions, _) = watch::channel(None);
         let broker = Self {
             inner: Arc::new(Inner {
-                settings: settings.clone(),
+                settings: settings.amqp.clone(),
                 topology: Topology::new(settings),
                 sessions,
                 stalled: Notify::new(),

@@ -1,0 +1,243 @@
+//! `meeting.json`: one document describing a meeting's recording as it landed at the destination.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use zoom_api::model::{FileType, MeetingRecordings, RecordingFile};
+
+use crate::paths::{PathTemplates, TemplateError, segment_numbers};
+
+/// What plan records for every file it wants (no download URL: that is a credential).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WantedFile {
+    pub file: RecordingFile,
+    pub participant: bool,
+}
+
+/// What download records once a file is complete in staging.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StagedFile {
+    pub file_id: String,
+    pub size: u64,
+    pub sha256: String,
+    pub staged_at: DateTime<Utc>,
+}
+
+/// The meeting as one event described it, for the manifest's meeting fields.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MeetingMeta {
+    pub event: String,
+    pub event_id: String,
+    pub event_ts: i64,
+    pub meeting: MeetingRecordings,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ManifestFile {
+    pub file_id: String,
+    pub file_type: String,
+    /// Zoom's `recording_type`: the view.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub view: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file_name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub start: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub end: Option<String>,
+    pub size: u64,
+    pub sha256: String,
+    /// Relative to the destination's root.
+    pub path: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Segment {
+    pub index: u32,
+    pub start: Option<String>,
+    pub end: Option<String>,
+    pub files: Vec<ManifestFile>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    pub account: String,
+    pub account_id: Option<String>,
+    pub meeting_uuid: String,
+    pub meeting_id: Option<u64>,
+    pub topic: String,
+    /// `meeting` or `webinar`.
+    pub kind: String,
+    #[serde(rename = "type")]
+    pub meeting_type: Option<u8>,
+    pub host_id: Option<String>,
+    pub host_email: Option<String>,
+    pub start_time: Option<String>,
+    pub timezone: Option<String>,
+    /// Zoom's `duration`, minutes.
+    pub duration_minutes: Option<u32>,
+    /// Sum of the segments' lengths, seconds.
+    pub recorded_seconds: i64,
+    pub auto_delete_date: Option<String>,
+    pub segments: Vec<Segment>,
+    pub transcripts: Vec<ManifestFile>,
+    pub captions: Vec<ManifestFile>,
+    pub chat: Vec<ManifestFile>,
+    pub participant_audio: Vec<ManifestFile>,
+    pub other: Vec<ManifestFile>,
+    /// One file per view joined from all segments (ffmpeg, stream copy), when enabled.
+    pub concatenated: Vec<ManifestFile>,
+    pub total_bytes: u64,
+    pub source_events: Vec<String>,
+    /// Where this manifest goes, relative to the destination's root: beside the files.
+    pub manifest_path: String,
+}
+
+impl Manifest {
+    /// Every file that must be at the destination, concatenations included.
+    pub fn files(&self) -> impl Iterator<Item = &ManifestFile> {
+        self.segments
+            .iter()
+            .flat_map(|segment| segment.files.iter())
+            .chain(&self.transcripts)
+            .chain(&self.captions)
+            .chain(&self.chat)
+            .chain(&self.participant_audio)
+            .chain(&self.other)
+            .chain(&self.concatenated)
+    }
+
+    /// Builds the manifest from the latest meeting description, every wanted file and its staged
+    /// record. The caller checked every wanted file is staged.
+    pub fn build(
+        account: &relay_core::settings::AccountSettings,
+        templates: &PathTemplates,
+        metas: &[MeetingMeta],
+        wanted: &[WantedFile],
+        staged: &BTreeMap<String, StagedFile>,
+    ) -> Result<(Self, MeetingRecordings), TemplateError> {
+        let latest = metas
+            .iter()
+            .max_by_key(|meta| (meta.event == "recording.completed", meta.event_ts))
+            .map(|meta| meta.meeting.clone())
+            .unwrap_or_default();
+        let mut source_events: Vec<String> =
+            metas.iter().map(|meta| meta.event_id.clone()).collect();
+        source_events.sort();
+        source_events.dedup();
+        let files: Vec<(RecordingFile, bool)> = wanted
+            .iter()
+            .map(|w| (w.file.clone(), w.participant))
+            .collect();
+        let paths = templates.assign(&latest, &files)?;
+        let segments_of =
+            segment_numbers(wanted.iter().filter(|w| !w.participant).map(|w| &w.file));
+
+        let entry = |file: &RecordingFile| -> Option<ManifestFile> {
+            let id = file.id.clone()?;
+            let record = staged.get(&id)?;
+            Some(ManifestFile {
+                file_id: id.clone(),
+                file_type: file.file_type.as_str().to_owned(),
+                view: file.recording_type.clone(),
+                file_name: file.file_name.clone(),
+                start: file.recording_start.clone(),
+                end: file.recording_end.clone(),
+                size: record.size,
+                sha256: record.sha256.clone(),
+                path: paths.get(&id)?.clone(),
+            })
+        };
+        let mut segments: BTreeMap<u32, Segment> = BTreeMap::new();
+        let mut manifest = Manifest {
+            account: account.name.clone(),
+            account_id: latest
+                .account_id
+                .clone()
+                .or_else(|| Some(account.account_id.clone())),
+            meeting_uuid: latest.uuid.clone(),
+            meeting_id: latest.id,
+            topic: latest.topic.clone(),
+            kind: if latest.is_webinar() {
+                "webinar"
+            } else {
+                "meeting"
+            }
+            .into(),
+            meeting_type: latest.meeting_type,
+            host_id: latest.host_id.clone(),
+            host_email: latest.host_email.clone(),
+            start_time: latest.start_time.clone(),
+            timezone: latest.timezone.clone(),
+            duration_minutes: latest.duration,
+            recorded_seconds: 0,
+            auto_delete_date: latest.auto_delete_date.clone(),
+            segments: Vec::new(),
+            transcripts: Vec::new(),
+            captions: Vec::new(),
+            chat: Vec::new(),
+            participant_audio: Vec::new(),
+            other: Vec::new(),
+            concatenated: Vec::new(),
+            total_bytes: 0,
+            source_events,
+            manifest_path: format!("{}/meeting.json", templates.meeting_dir(&latest)?),
+        };
+        let mut sorted: Vec<&WantedFile> = wanted.iter().collect();
+        sorted.sort_by(|a, b| {
+            (&a.file.recording_start, &a.file.recording_type, &a.file.id).cmp(&(
+                &b.file.recording_start,
+                &b.file.recording_type,
+                &b.file.id,
+            ))
+        });
+        for wanted in sorted {
+            let Some(entry) = entry(&wanted.file) else {
+                continue;
+            };
+            manifest.total_bytes += entry.size;
+            if wanted.participant {
+                manifest.participant_audio.push(entry);
+                continue;
+            }
+            match wanted.file.file_type {
+                FileType::Transcript => manifest.transcripts.push(entry),
+                FileType::Cc => manifest.captions.push(entry),
+                FileType::Chat | FileType::ChatMessage => manifest.chat.push(entry),
+                FileType::Mp4 | FileType::M4a => {
+                    let index = wanted
+                        .file
+                        .id
+                        .as_ref()
+                        .and_then(|id| segments_of.get(id))
+                        .copied()
+                        .unwrap_or(1);
+                    let segment = segments.entry(index).or_insert_with(|| Segment {
+                        index,
+                        start: wanted.file.recording_start.clone(),
+                        end: wanted.file.recording_end.clone(),
+                        files: Vec::new(),
+                    });
+                    if wanted.file.recording_end > segment.end {
+                        segment.end = wanted.file.recording_end.clone();
+                    }
+                    segment.files.push(entry);
+                }
+                _ => manifest.other.push(entry),
+            }
+        }
+        let parse = |time: &Option<String>| {
+            time.as_deref()
+                .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+        };
+        manifest.recorded_seconds = segments
+            .values()
+            .filter_map(|segment| {
+                Some((parse(&segment.end)? - parse(&segment.start)?).num_seconds())
+            })
+            .sum();
+        manifest.segments = segments.into_values().collect();
+        Ok((manifest, latest))
+    }
+}
