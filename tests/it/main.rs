@@ -4,5 +4,6 @@
 mod broker_outage;
 mod helpers;
 mod ingress;
+mod pipeline;
 mod zoom_client;
 mod zoom_end_to_end;

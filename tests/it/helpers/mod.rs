@@ -133,7 +133,6 @@ pub fn test_settings(namespace: &str, options: &TestOptions) -> Settings {
 /// A running ingress with its broker connection and a tap on everything it publishes.
 pub struct TestApp {
     pub address: String,
-    pub namespace: String,
     pub broker: Broker,
     pub http: reqwest::Client,
     pub tap: Tap,
@@ -162,7 +161,6 @@ impl TestApp {
         let tap = Tap::declare(&namespace, &broker.topology().events_exchange()).await;
         Self {
             address,
-            namespace,
             broker,
             http: reqwest::Client::new(),
             tap,
@@ -213,45 +211,60 @@ impl TestApp {
 impl Drop for TestApp {
     fn drop(&mut self) {
         self.shutdown.cancel();
-        let namespace = self.namespace.clone();
-        let queues = vec![
-            self.tap.queue.clone(),
-            self.broker.topology().archive_stream(),
-        ];
-        let exchange = self.broker.topology().events_exchange();
-        // Drop cannot await; a thread of its own runs the clean-up even while a test panics.
-        let _ = std::thread::spawn(move || {
-            let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            else {
-                return;
-            };
-            runtime.block_on(async move {
-                let cleanup = async {
-                    let connection =
-                        Connection::connect(&broker_url(), ConnectionProperties::default())
-                            .await
-                            .ok()?;
-                    let channel = connection.create_channel().await.ok()?;
-                    for queue in queues {
-                        let _ = channel
-                            .queue_delete(queue.into(), QueueDeleteOptions::default())
-                            .await;
-                    }
-                    let _ = channel
-                        .exchange_delete(exchange.into(), ExchangeDeleteOptions::default())
-                        .await;
-                    let _ = connection
-                        .close(200, format!("{namespace} cleaned").into())
-                        .await;
-                    Some(())
-                };
-                let _ = tokio::time::timeout(Duration::from_secs(10), cleanup).await;
-            });
-        })
-        .join();
+        let mut queues = self.broker.topology().queues();
+        queues.push(self.tap.queue.clone());
+        delete_topology(queues, self.broker.topology().events_exchange());
     }
+}
+
+/// Deletes a test's queues and exchange. Drop cannot await; a thread of its own runs the clean-up
+/// even while a test panics.
+pub fn delete_topology(queues: Vec<String>, exchange: String) {
+    let _ = std::thread::spawn(move || {
+        let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        else {
+            return;
+        };
+        runtime.block_on(async move {
+            let cleanup = async {
+                let connection =
+                    Connection::connect(&broker_url(), ConnectionProperties::default())
+                        .await
+                        .ok()?;
+                let channel = connection.create_channel().await.ok()?;
+                for queue in queues {
+                    let _ = channel
+                        .queue_delete(queue.into(), QueueDeleteOptions::default())
+                        .await;
+                }
+                let _ = channel
+                    .exchange_delete(exchange.into(), ExchangeDeleteOptions::default())
+                    .await;
+                let _ = connection.close(200, "test cleaned up".into()).await;
+                Some(())
+            };
+            let _ = tokio::time::timeout(Duration::from_secs(10), cleanup).await;
+        });
+    })
+    .join();
+}
+
+/// Every message in `queue`, taken off it, over a connection of its own.
+pub async fn drain_queue(queue: &str) -> Vec<lapin::message::BasicGetMessage> {
+    let connection = Connection::connect(&broker_url(), ConnectionProperties::default())
+        .await
+        .expect("connect");
+    let channel = connection.create_channel().await.expect("channel");
+    let mut messages = Vec::new();
+    while let Ok(Some(message)) = channel
+        .basic_get(queue.into(), BasicGetOptions { no_ack: true })
+        .await
+    {
+        messages.push(message);
+    }
+    messages
 }
 
 /// A durable queue bound to the events exchange with `#`, read over its own direct connection.
@@ -350,4 +363,21 @@ impl Tap {
 
 pub fn header<'a>(delivery: &'a Delivery, key: &str) -> Option<&'a lapin::types::AMQPValue> {
     delivery.properties.headers().as_ref()?.inner().get(key)
+}
+
+/// Takes messages off `queue` until at least `count` arrived or `timeout` passed.
+pub async fn wait_for_messages(
+    queue: &str,
+    count: usize,
+    timeout: Duration,
+) -> Vec<lapin::message::BasicGetMessage> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut messages = Vec::new();
+    loop {
+        messages.extend(drain_queue(queue).await);
+        if messages.len() >= count || tokio::time::Instant::now() >= deadline {
+            return messages;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
