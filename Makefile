@@ -1,5 +1,5 @@
 # zoom-relay: every entry point ops and developers need. Each target installs what is missing.
-.PHONY: run test setup build lint fmt bench-ingress bench-download
+.PHONY: run test setup build lint fmt bench-ingress bench-download bench-pipeline
 
 ## Run the local demo (RabbitMQ, simulator, whole pipeline) with the embedded defaults.
 run: setup
@@ -31,3 +31,7 @@ bench-ingress:
 ## One 200 MiB and one 2 GiB file from the simulator: client vs curl, MB/s and peak RSS.
 bench-download:
 	scripts/bench-download.sh
+
+## 20 meetings (500 MiB MP4 + M4A + transcript) through `zoom-relay run`, beside curl.
+bench-pipeline:
+	scripts/bench-pipeline.sh

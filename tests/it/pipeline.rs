@@ -761,3 +761,49 @@ async fn deletes_only_after_verified_upload_and_never_when_off() {
     );
     assert_eq!(pipeline.deletions().await.len(), 1);
 }
+
+#[tokio::test]
+async fn copies_between_stores_in_parts_and_leaves_nothing_half_written() {
+    use object_store::ObjectStoreExt;
+    use relay_pipeline::storage::{Location, copy_streaming};
+    let options = Default::default();
+    let source = Location::parse("memory:///", &options).expect("memory store");
+    let dir = tempfile::tempdir().expect("dir");
+    let target =
+        Location::parse(&format!("file://{}", dir.path().display()), &options).expect("file store");
+    assert!(!source.same_store_as(&target));
+
+    // 12 MB: three multipart parts.
+    let bytes: Vec<u8> = (0..12_000_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+        .collect();
+    let from = source.path("staged/file");
+    source
+        .store
+        .put(&from, bytes.clone().into())
+        .await
+        .expect("staged");
+    let to = target.path("meeting/1-gallery_view.mp4");
+    let (sent, sha256) = copy_streaming(&source, &from, &target, &to, bytes.len() as u64)
+        .await
+        .expect("copied");
+    assert_eq!(sent, bytes.len() as u64);
+    use sha2::Digest;
+    assert_eq!(sha256, hex::encode(sha2::Sha256::digest(&bytes)));
+    assert_eq!(target.digest(&to).await.expect("read back"), (sent, sha256));
+
+    // A copy that fails (its source is gone) leaves no object and no stray part behind.
+    let missing = source.path("staged/missing");
+    let failed = target.path("meeting/2-gallery_view.mp4");
+    assert!(
+        copy_streaming(&source, &missing, &target, &failed, 1)
+            .await
+            .is_err()
+    );
+    assert_eq!(target.exists_with_size(&failed).await.expect("head"), None);
+    let leftovers: Vec<PathBuf> = find_files(dir.path())
+        .into_iter()
+        .filter(|p| !p.ends_with("1-gallery_view.mp4"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}

@@ -23,11 +23,14 @@ use tokio::io::AsyncWriteExt;
 
 use crate::paths::meeting_key;
 
-/// Multipart parts: at least 8 MiB, and large enough that a file fits in 10,000 of them.
+/// Multipart parts: S3's 5 MiB minimum, and large enough that a file fits in 10,000 of them.
 pub fn part_size(file_size: u64) -> usize {
-    let minimum = 8 * 1024 * 1024;
+    let minimum = 5 * 1024 * 1024;
     (file_size.div_ceil(10_000) as usize).max(minimum)
 }
+
+/// Parts in flight per upload: with the part being filled, a writer holds at most three parts.
+const PARTS_IN_FLIGHT: usize = 2;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
@@ -183,6 +186,7 @@ impl Location {
     /// Opens a multipart writer; the object appears under `path` only once complete.
     pub fn writer(&self, path: &Path, expected_size: u64) -> BufWriter {
         BufWriter::with_capacity(self.store.clone(), path.clone(), part_size(expected_size))
+            .with_max_concurrency(PARTS_IN_FLIGHT)
     }
 
     /// SHA-256 and size of what is stored at `path`, read as a stream.

@@ -3,9 +3,10 @@
 //! For each file: already there with the same size and SHA-256 → skipped; staging and
 //! destination in the same store → renamed (no second transfer); otherwise streamed as a
 //! multipart upload with bounded memory, aborted on failure, so an object never appears
-//! half-written under its final name. Every file is verified (size at the destination, and its
-//! SHA-256 read back unless `pipeline.verify_readback` is off) before the manifest is written
-//! and the staged copies are removed. Then cleanup is told, for accounts that delete.
+//! half-written under its final name. Every file is verified before the manifest is written and
+//! the staged copies are removed: a copied file by its size at the destination and its SHA-256
+//! read back (unless `pipeline.verify_readback` is off); a renamed one — the same object, whose
+//! bytes were hashed as they were downloaded — by its size. Then cleanup is told, for accounts that delete.
 
 use std::sync::Arc;
 
@@ -131,11 +132,22 @@ impl Upload {
         } else {
             self.copy(account, &source, &target, file).await?
         };
-        if !self
-            .matches(destination, &target, file)
-            .await
-            .map_err(storage_error)?
-        {
+        // A rename moves the object, not its bytes, which were hashed as they were downloaded:
+        // the size says it is the same object. Copied bytes are read back and hashed.
+        let verified = match placed {
+            Placed::Moved => {
+                destination
+                    .exists_with_size(&target)
+                    .await
+                    .map_err(storage_error)?
+                    == Some(file.size)
+            }
+            _ => self
+                .matches(destination, &target, file)
+                .await
+                .map_err(storage_error)?,
+        };
+        if !verified {
             return Err(StageError::retry(
                 "verification_failed",
                 format!(
