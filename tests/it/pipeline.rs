@@ -346,20 +346,13 @@ async fn webinars_are_delivered_and_meetings_can_be_switched_off() {
         pipeline.meeting_dir(&meeting.uuid).is_none(),
         "meetings are off"
     );
-    let planned = pipeline
-        .sim_get("/_sim/requests")
+    let looked_up = format!(
+        "/v2/meetings/{}",
+        zoom_api::client::meeting_path_segment(&meeting.uuid)
+    );
+    let planned = !sim_requests(&pipeline.http, &pipeline.sim, &looked_up)
         .await
-        .as_array()
-        .expect("list")
-        .iter()
-        .any(|r| {
-            r["path"].as_str().is_some_and(|p| {
-                p.contains(&format!(
-                    "/meetings/{}",
-                    zoom_api::client::meeting_path_segment(&meeting.uuid)
-                ))
-            })
-        });
+        .is_empty();
     assert!(!planned, "the skipped meeting was never looked up");
 }
 
@@ -544,18 +537,10 @@ async fn a_404_file_is_dead_lettered_after_the_bounded_retries_with_the_reason()
         get("x-stage"),
         Some(lapin::types::AMQPValue::LongString("download".into()))
     );
-    let downloads = pipeline
-        .sim_get("/_sim/requests")
+    let downloads = sim_requests(&pipeline.http, &pipeline.sim, "/rec/download/")
         .await
-        .as_array()
-        .expect("list")
-        .iter()
-        .filter(|r| {
-            r["path"]
-                .as_str()
-                .is_some_and(|p| p.starts_with("/rec/download/"))
-                && r["status"] == 404
-        })
+        .into_iter()
+        .filter(|(_, _, status)| *status == 404)
         .count();
     assert_eq!(downloads, 3, "one request per attempt, then it stopped");
 }
@@ -658,18 +643,11 @@ async fn a_download_killed_mid_transfer_is_redelivered_and_completes() {
             .expect("download stage");
     });
     pipeline.send(&created.recording_completed).await;
+    let file_path = format!("/files/{file_id}");
     let started = eventually(WAIT, || async {
-        pipeline
-            .sim_get("/_sim/requests")
+        !sim_requests(&pipeline.http, &pipeline.sim, &file_path)
             .await
-            .as_array()
-            .is_some_and(|requests| {
-                requests.iter().any(|r| {
-                    r["path"]
-                        .as_str()
-                        .is_some_and(|p| p == format!("/files/{file_id}"))
-                })
-            })
+            .is_empty()
     })
     .await;
     assert!(started, "the first downloader started the transfer");
@@ -696,18 +674,9 @@ async fn a_download_killed_mid_transfer_is_redelivered_and_completes() {
         .wait_for_manifest(&created.uuid, |m| m.files().count() == 1)
         .await;
     assert_delivered(&pipeline, &manifest, &created);
-    let fetches = pipeline
-        .sim_get("/_sim/requests")
+    let fetches = sim_requests(&pipeline.http, &pipeline.sim, &format!("/files/{file_id}"))
         .await
-        .as_array()
-        .expect("list")
-        .iter()
-        .filter(|r| {
-            r["path"]
-                .as_str()
-                .is_some_and(|p| p == format!("/files/{file_id}"))
-        })
-        .count();
+        .len();
     assert!(
         fetches >= 2,
         "the second downloader fetched the file again ({fetches})"

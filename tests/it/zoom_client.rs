@@ -12,7 +12,9 @@ use serde_json::{Value, json};
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 use zoom_api::ZoomClient;
-use zoom_api::client::{Capability, DeleteAction, Deletion, DownloadError, FileSource, ZoomError};
+use zoom_api::client::{
+    Capability, DeleteAction, Deletion, DownloadError, Downloaded, FileSource, ZoomError,
+};
 use zoom_api::model::{FileType, RecordingEvent, Sensitive};
 use zoom_sim::{ApiFaults, CreatedMeeting, FileFaults, MeetingSpec, Simulator};
 
@@ -98,6 +100,20 @@ impl TestZoom {
             .json()
             .await
             .expect("JSON")
+    }
+
+    /// Downloads the whole file, discarding the bytes: size and SHA-256 tell what arrived.
+    pub async fn fetch(&self, source: FileSource) -> Result<Downloaded, DownloadError> {
+        self.client
+            .download(source)
+            .await?
+            .copy_to(&mut tokio::io::sink())
+            .await
+    }
+
+    /// `(path, query, status)` of every request the simulator served under `prefix`.
+    pub async fn requests_under(&self, prefix: &str) -> Vec<(String, String, u64)> {
+        sim_requests(&self.http, &self.base, prefix).await
     }
 
     pub async fn token_requests(&self) -> u64 {
@@ -188,17 +204,10 @@ async fn retries_rate_limits_and_server_errors() {
         .await
         .expect("eventually served");
     let statuses: Vec<u64> = zoom
-        .get("/_sim/requests")
+        .requests_under("/v2/meetings")
         .await
-        .as_array()
-        .expect("list")
-        .iter()
-        .filter(|r| {
-            r["path"]
-                .as_str()
-                .is_some_and(|p| p.starts_with("/v2/meetings"))
-        })
-        .map(|r| r["status"].as_u64().expect("status"))
+        .into_iter()
+        .map(|(_, _, status)| status)
         .collect();
     assert_eq!(statuses, vec![429, 429, 500, 500, 200]);
 }
@@ -468,23 +477,15 @@ async fn resumes_after_cut_connections_with_identical_bytes() {
     let created = zoom.create(&spec).await;
     let (source, id) = file_source(&created.recording_completed, FileType::Mp4);
     let downloaded = zoom
-        .client
-        .download(source)
-        .await
-        .expect("starts")
-        .copy_to(&mut tokio::io::sink())
+        .fetch(source)
         .await
         .expect("completes despite two cuts");
     assert_eq!(downloaded.sha256, created.files[&id].sha256);
     let partials = zoom
-        .get("/_sim/requests")
+        .requests_under("/files/")
         .await
-        .as_array()
-        .expect("list")
-        .iter()
-        .filter(|r| {
-            r["path"].as_str().is_some_and(|p| p.starts_with("/files/")) && r["status"] == 206
-        })
+        .into_iter()
+        .filter(|(_, _, status)| *status == 206)
         .count();
     assert_eq!(partials, 2, "each cut resumed with a Range request");
 }
@@ -503,13 +504,7 @@ async fn a_body_shorter_than_promised_is_an_error_never_a_file() {
     );
     let created = zoom.create(&spec).await;
     let (source, _) = file_source(&created.recording_completed, FileType::Mp4);
-    let result = zoom
-        .client
-        .download(source)
-        .await
-        .expect("starts")
-        .copy_to(&mut tokio::io::sink())
-        .await;
+    let result = zoom.fetch(source).await;
     assert!(
         matches!(
             result,
@@ -563,13 +558,7 @@ async fn a_file_size_a_few_bytes_off_passes_and_far_off_fails() {
     );
     let created = zoom.create(&spec).await;
     let (near, _) = file_source(&created.recording_completed, FileType::Mp4);
-    zoom.client
-        .download(near)
-        .await
-        .expect("a few bytes off is Zoom being Zoom")
-        .copy_to(&mut tokio::io::sink())
-        .await
-        .expect("complete");
+    zoom.fetch(near).await.expect("complete");
     let (far, _) = file_source(&created.recording_completed, FileType::M4a);
     let error = zoom.client.download(far).await.err().expect("refused");
     assert!(
@@ -584,27 +573,13 @@ async fn a_refused_event_token_falls_back_to_the_access_token() {
     let created = zoom.create(&small_meeting()).await;
     let (mut source, id) = file_source(&created.recording_completed, FileType::Mp4);
     source.download_token = Some(Sensitive::new("opaque-token-zoom-no-longer-knows"));
-    let downloaded = zoom
-        .client
-        .download(source)
-        .await
-        .expect("falls back")
-        .copy_to(&mut tokio::io::sink())
-        .await
-        .expect("complete");
+    let downloaded = zoom.fetch(source).await.expect("complete");
     assert_eq!(downloaded.sha256, created.files[&id].sha256);
     let download_statuses: Vec<u64> = zoom
-        .get("/_sim/requests")
+        .requests_under("/rec/download/")
         .await
-        .as_array()
-        .expect("list")
-        .iter()
-        .filter(|r| {
-            r["path"]
-                .as_str()
-                .is_some_and(|p| p.starts_with("/rec/download/"))
-        })
-        .map(|r| r["status"].as_u64().expect("status"))
+        .into_iter()
+        .map(|(_, _, status)| status)
         .collect();
     assert_eq!(download_statuses, vec![401, 302]);
 }
@@ -623,29 +598,14 @@ async fn refused_tokens_end_with_a_fresh_url_and_download_access_token() {
     let created = zoom.create(&spec).await;
     let (mut source, id) = file_source(&created.recording_completed, FileType::Mp4);
     source.download_token = Some(Sensitive::new("opaque-token-zoom-no-longer-knows"));
-    let downloaded = zoom
-        .client
-        .download(source)
-        .await
-        .expect("third step")
-        .copy_to(&mut tokio::io::sink())
-        .await
-        .expect("complete");
+    let downloaded = zoom.fetch(source).await.expect("complete");
     assert_eq!(downloaded.sha256, created.files[&id].sha256);
-    let requests = zoom.get("/_sim/requests").await;
-    let steps: Vec<(String, u64)> = requests
-        .as_array()
-        .expect("list")
-        .iter()
-        .filter(|r| {
-            !r["path"]
-                .as_str()
-                .is_some_and(|p| p.starts_with("/files/") || p == "/oauth/token")
-        })
-        .map(|r| {
-            let query = r["query"].as_str().unwrap_or_default().to_owned();
-            (query, r["status"].as_u64().expect("status"))
-        })
+    let steps: Vec<(String, u64)> = zoom
+        .requests_under("/")
+        .await
+        .into_iter()
+        .filter(|(path, _, _)| !path.starts_with("/files/") && path != "/oauth/token")
+        .map(|(_, query, status)| (query, status))
         .collect();
     let statuses: Vec<u64> = steps.iter().map(|(_, status)| *status).collect();
     assert_eq!(
@@ -666,14 +626,7 @@ async fn an_expired_event_token_is_skipped_without_a_request() {
         })
         .await;
     let (source, id) = file_source(&created.recording_completed, FileType::Mp4);
-    let downloaded = zoom
-        .client
-        .download(source)
-        .await
-        .expect("uses the access token")
-        .copy_to(&mut tokio::io::sink())
-        .await
-        .expect("complete");
+    let downloaded = zoom.fetch(source).await.expect("complete");
     assert_eq!(downloaded.sha256, created.files[&id].sha256);
 }
 
@@ -751,13 +704,7 @@ async fn never_logs_tokens_or_download_urls() {
     let (mut source, _) = file_source(&created.recording_completed, FileType::Mp4);
     source.download_token = Some(Sensitive::new("opaque-event-token-value"));
     let url = source.download_url.expose().to_owned();
-    zoom.client
-        .download(source)
-        .await
-        .expect("starts")
-        .copy_to(&mut tokio::io::sink())
-        .await
-        .expect("complete");
+    zoom.fetch(source).await.expect("complete");
     zoom.faults(ApiFaults {
         revoke_tokens: true,
         ..ApiFaults::default()

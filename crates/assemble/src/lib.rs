@@ -15,18 +15,10 @@ use relay_core::shutdown::CancellationToken;
 use relay_pipeline::manifest::{Manifest, ManifestFile, MeetingMeta, StagedFile, WantedFile};
 use relay_pipeline::messages::MeetingRef;
 use relay_pipeline::paths::sanitize;
-use relay_pipeline::storage::{Staging, StagingKey, StorageError};
+use relay_pipeline::storage::{Staging, StagingKey};
 use relay_pipeline::{Account, Accounts, StartError};
 use tracing::info;
 use zoom_api::model::FileType;
-
-fn storage_error(error: StorageError) -> StageError {
-    if error.is_retryable() {
-        StageError::retry("storage", error)
-    } else {
-        StageError::reject("storage", error)
-    }
-}
 
 pub struct Assemble {
     accounts: Accounts,
@@ -149,8 +141,7 @@ impl Assemble {
                 .staging
                 .location
                 .digest(&self.staging.path(output_key()))
-                .await
-                .map_err(storage_error)?;
+                .await?;
             joined.push(ManifestFile {
                 file_id: format!("concat-{view}"),
                 file_type: "MP4".into(),
@@ -176,10 +167,7 @@ impl Stage for Assemble {
     }
 
     async fn handle(&self, meeting: MeetingRef, context: &Context) -> Result<(), StageError> {
-        let account = self
-            .accounts
-            .by_name(&meeting.account)
-            .ok_or_else(|| StageError::reject("unknown_account", &meeting.account))?;
+        let account = self.accounts.require(&meeting.account)?;
         let (name, uuid) = (meeting.account.as_str(), meeting.meeting_uuid.as_str());
         let location = &self.staging.location;
         let wanted: Vec<WantedFile> = location
@@ -190,8 +178,7 @@ impl Stage for Assemble {
                 }),
                 ".json",
             )
-            .await
-            .map_err(storage_error)?;
+            .await?;
         let staged: BTreeMap<String, StagedFile> = location
             .list_json::<StagedFile>(
                 &self.staging.path(StagingKey::FilesDir {
@@ -200,8 +187,7 @@ impl Stage for Assemble {
                 }),
                 ".done.json",
             )
-            .await
-            .map_err(storage_error)?
+            .await?
             .into_iter()
             .map(|record| (record.file_id.clone(), record))
             .collect();
@@ -226,8 +212,7 @@ impl Stage for Assemble {
                 }),
                 ".json",
             )
-            .await
-            .map_err(storage_error)?;
+            .await?;
         let (mut manifest, _) = Manifest::build(
             &account.settings,
             &account.templates,
@@ -241,18 +226,12 @@ impl Stage for Assemble {
             uuid,
         });
         if account.settings.concat_media {
-            let previous: Option<Manifest> = location
-                .get_json(&manifest_key)
-                .await
-                .map_err(storage_error)?;
+            let previous: Option<Manifest> = location.get_json(&manifest_key).await?;
             manifest.concatenated = self
                 .concatenate(account, &manifest, previous.as_ref())
                 .await?;
         }
-        location
-            .put_json(&manifest_key, &manifest)
-            .await
-            .map_err(storage_error)?;
+        location.put_json(&manifest_key, &manifest).await?;
         info!(
             files = manifest.files().count(),
             bytes = manifest.total_bytes,

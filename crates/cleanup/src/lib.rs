@@ -20,7 +20,7 @@ use relay_core::settings::DeleteAfterUpload;
 use relay_core::shutdown::CancellationToken;
 use relay_pipeline::manifest::Manifest;
 use relay_pipeline::messages::CleanupTask;
-use relay_pipeline::storage::{Staging, StagingKey, StorageError};
+use relay_pipeline::storage::{Staging, StagingKey};
 use relay_pipeline::{Accounts, StartError};
 use serde::{Deserialize, Serialize};
 use tracing::info;
@@ -29,22 +29,6 @@ use zoom_api::client::DeleteAction;
 
 /// A claim older than this, never marked done, belonged to a worker that died.
 pub const CLAIM_STALE_AFTER: Duration = Duration::from_secs(600);
-
-fn storage_error(error: StorageError) -> StageError {
-    if error.is_retryable() {
-        StageError::retry("storage", error)
-    } else {
-        StageError::reject("storage", error)
-    }
-}
-
-fn zoom_error(error: ZoomError) -> StageError {
-    if error.is_retryable() {
-        StageError::retry("zoom_api", error)
-    } else {
-        StageError::reject("zoom_api", error)
-    }
-}
 
 #[derive(Debug, Serialize, Deserialize)]
 struct Claim {
@@ -76,7 +60,7 @@ impl Cleanup {
         let listed = match account.zoom.meeting_recordings(uuid, false).await {
             Ok(listed) => Some(listed),
             Err(ZoomError::NotFound { .. }) => None,
-            Err(error) => return Err(zoom_error(error)),
+            Err(error) => return Err(error.into()),
         };
         let mut deleted_files = Vec::new();
         if let Some(listed) = listed {
@@ -91,11 +75,7 @@ impl Cleanup {
                 .filter_map(|file| file.id.clone())
                 .collect();
             if at_zoom.iter().all(|id| uploaded.contains(id.as_str())) {
-                account
-                    .zoom
-                    .delete_meeting_recordings(uuid, action)
-                    .await
-                    .map_err(zoom_error)?;
+                account.zoom.delete_meeting_recordings(uuid, action).await?;
                 deleted_files = at_zoom;
             } else {
                 // Some files were filtered out (file types): delete only what was kept.
@@ -106,8 +86,7 @@ impl Cleanup {
                     account
                         .zoom
                         .delete_recording_file(uuid, &id, action)
-                        .await
-                        .map_err(zoom_error)?;
+                        .await?;
                     deleted_files.push(id);
                 }
             }
@@ -125,10 +104,7 @@ impl Stage for Cleanup {
     }
 
     async fn handle(&self, task: CleanupTask, _context: &Context) -> Result<(), StageError> {
-        let account = self
-            .accounts
-            .by_name(&task.account)
-            .ok_or_else(|| StageError::reject("unknown_account", &task.account))?;
+        let account = self.accounts.require(&task.account)?;
         let action = match account.settings.delete_after_upload {
             DeleteAfterUpload::Off => return Ok(()),
             DeleteAfterUpload::Trash => DeleteAction::Trash,
@@ -146,8 +122,7 @@ impl Stage for Cleanup {
                 account: name,
                 uuid,
             }))
-            .await
-            .map_err(storage_error)?
+            .await?
             .ok_or_else(|| {
                 StageError::reject(
                     "no_manifest",
@@ -160,8 +135,7 @@ impl Stage for Cleanup {
         for file in manifest.files() {
             let found = destination
                 .exists_with_size(&destination.path(&file.path))
-                .await
-                .map_err(storage_error)?;
+                .await?;
             if found != Some(file.size) {
                 return Err(StageError::reject(
                     "not_verified",
@@ -174,8 +148,7 @@ impl Stage for Cleanup {
         }
         if destination
             .exists_with_size(&destination.path(&manifest.manifest_path))
-            .await
-            .map_err(storage_error)?
+            .await?
             .is_none()
         {
             return Err(StageError::retry(
@@ -193,15 +166,8 @@ impl Stage for Cleanup {
             done: false,
             action: None,
         };
-        if !location
-            .create_json(&claim_path, &claim)
-            .await
-            .map_err(storage_error)?
-        {
-            let existing: Option<Claim> = location
-                .get_json(&claim_path)
-                .await
-                .map_err(storage_error)?;
+        if !location.create_json(&claim_path, &claim).await? {
+            let existing: Option<Claim> = location.get_json(&claim_path).await?;
             match existing {
                 Some(existing) if existing.done => return Ok(()),
                 Some(existing)
@@ -211,10 +177,7 @@ impl Stage for Cleanup {
                     // Another worker is deleting right now; come back to see it done.
                     return Err(StageError::Defer(Duration::from_secs(30)));
                 }
-                _ => location
-                    .put_json(&claim_path, &claim)
-                    .await
-                    .map_err(storage_error)?,
+                _ => location.put_json(&claim_path, &claim).await?,
             }
         }
 
@@ -231,10 +194,7 @@ impl Stage for Cleanup {
             done: true,
             action: Some(action.as_str().to_owned()),
         };
-        location
-            .put_json(&claim_path, &done)
-            .await
-            .map_err(storage_error)?;
+        location.put_json(&claim_path, &done).await?;
         info!(
             target: "audit",
             account = name,

@@ -19,29 +19,13 @@ use relay_core::consumer::{self, Context, Stage, StageError, Subject};
 use relay_core::shutdown::CancellationToken;
 use relay_pipeline::manifest::{MeetingMeta, StagedFile, WantedFile};
 use relay_pipeline::messages::{FileTask, MeetingRef};
-use relay_pipeline::storage::{Staging, StagingKey, StorageError};
+use relay_pipeline::storage::{Staging, StagingKey};
 use relay_pipeline::{Account, Accounts, StartError};
 use tokio::io::AsyncWriteExt;
 use tracing::info;
 use zoom_api::ZoomError;
 use zoom_api::client::{DownloadError, FileSource};
 use zoom_api::model::{RecordingEvent, RecordingFile, Sensitive};
-
-pub fn storage_error(error: StorageError) -> StageError {
-    if error.is_retryable() {
-        StageError::retry("storage", error)
-    } else {
-        StageError::reject("storage", error)
-    }
-}
-
-fn zoom_error(error: ZoomError) -> StageError {
-    if error.is_retryable() {
-        StageError::retry("zoom_api", error)
-    } else {
-        StageError::reject("zoom_api", error)
-    }
-}
 
 pub struct Plan {
     accounts: Accounts,
@@ -142,7 +126,7 @@ impl Stage for Plan {
                     }
                 }
                 Err(ZoomError::NotFound { .. }) => {}
-                Err(error) if error.is_retryable() => return Err(zoom_error(error)),
+                Err(error) if error.is_retryable() => return Err(error.into()),
                 Err(error) => {
                     tracing::warn!(%error, "could not complete the file list from the API")
                 }
@@ -174,8 +158,7 @@ impl Stage for Plan {
                 }),
                 &meta,
             )
-            .await
-            .map_err(storage_error)?;
+            .await?;
 
         let mut processing = 0;
         let mut tasks = Vec::new();
@@ -202,8 +185,7 @@ impl Stage for Plan {
                     }),
                     &wanted,
                 )
-                .await
-                .map_err(storage_error)?;
+                .await?;
             tasks.push(FileTask {
                 account: name.to_owned(),
                 meeting_uuid: uuid.to_owned(),
@@ -256,10 +238,7 @@ impl Stage for Download {
     }
 
     async fn handle(&self, task: FileTask, context: &Context) -> Result<(), StageError> {
-        let account = self
-            .accounts
-            .by_name(&task.account)
-            .ok_or_else(|| StageError::reject("unknown_account", &task.account))?;
+        let account = self.accounts.require(&task.account)?;
         let (name, uuid, file_id) = (
             task.account.as_str(),
             task.meeting_uuid.as_str(),
@@ -271,7 +250,7 @@ impl Stage for Download {
             uuid,
             file_id,
         });
-        let staged: Option<StagedFile> = location.get_json(&done).await.map_err(storage_error)?;
+        let staged: Option<StagedFile> = location.get_json(&done).await?;
         if staged.is_none() {
             let source =
                 FileSource {
@@ -314,10 +293,7 @@ impl Stage for Download {
                 sha256: written.sha256,
                 staged_at: chrono::Utc::now(),
             };
-            location
-                .put_json(&done, &record)
-                .await
-                .map_err(storage_error)?;
+            location.put_json(&done, &record).await?;
             info!(bytes = record.size, "file staged");
         }
         let next = MeetingRef {

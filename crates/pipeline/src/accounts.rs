@@ -104,6 +104,17 @@ impl Accounts {
             .find(|account| account.settings.name == name)
     }
 
+    /// The account a stage message names; a message for an account no longer configured is
+    /// dead-lettered, not retried.
+    pub fn require(&self, name: &str) -> Result<&Account, relay_core::consumer::StageError> {
+        self.by_name(name).ok_or_else(|| {
+            relay_core::consumer::StageError::reject(
+                "unknown_account",
+                format!("no configured account named `{name}`"),
+            )
+        })
+    }
+
     pub fn by_zoom_id(&self, account_id: &str) -> Option<&Account> {
         self.accounts
             .iter()

@@ -53,6 +53,16 @@ impl StorageError {
     }
 }
 
+impl From<StorageError> for relay_core::consumer::StageError {
+    fn from(error: StorageError) -> Self {
+        if error.is_retryable() {
+            Self::retry("storage", error)
+        } else {
+            Self::reject("storage", error)
+        }
+    }
+}
+
 /// A store and a prefix within it, from a URL such as `file:///srv/rec` or `s3://bucket/prefix`.
 #[derive(Clone)]
 pub struct Location {

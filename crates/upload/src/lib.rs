@@ -22,14 +22,6 @@ use relay_pipeline::storage::{Location, Staging, StagingKey, StorageError, copy_
 use relay_pipeline::{Account, Accounts, StartError};
 use tracing::{debug, info};
 
-fn storage_error(error: StorageError) -> StageError {
-    if error.is_retryable() {
-        StageError::retry("storage", error)
-    } else {
-        StageError::reject("storage", error)
-    }
-}
-
 pub struct Upload {
     accounts: Accounts,
     staging: Staging,
@@ -89,29 +81,16 @@ impl Upload {
     ) -> Result<Placed, StageError> {
         let destination = &account.destination;
         let target = destination.path(&file.path);
-        if self
-            .matches(destination, &target, file)
-            .await
-            .map_err(storage_error)?
-        {
+        if self.matches(destination, &target, file).await? {
             return Ok(Placed::AlreadyThere);
         }
         let staging = &self.staging.location;
         let source = self
             .staging
             .path(Self::staged_key(&account.settings.name, uuid, file));
-        if staging
-            .exists_with_size(&source)
-            .await
-            .map_err(storage_error)?
-            .is_none()
-        {
+        if staging.exists_with_size(&source).await?.is_none() {
             // A concurrent duplicate may have just moved it.
-            if self
-                .matches(destination, &target, file)
-                .await
-                .map_err(storage_error)?
-            {
+            if self.matches(destination, &target, file).await? {
                 return Ok(Placed::AlreadyThere);
             }
             // Moved by a duplicate still writing, or lost: try later.
@@ -135,17 +114,8 @@ impl Upload {
         // A rename moves the object, not its bytes, which were hashed as they were downloaded:
         // the size says it is the same object. Copied bytes are read back and hashed.
         let verified = match placed {
-            Placed::Moved => {
-                destination
-                    .exists_with_size(&target)
-                    .await
-                    .map_err(storage_error)?
-                    == Some(file.size)
-            }
-            _ => self
-                .matches(destination, &target, file)
-                .await
-                .map_err(storage_error)?,
+            Placed::Moved => destination.exists_with_size(&target).await? == Some(file.size),
+            _ => self.matches(destination, &target, file).await?,
         };
         if !verified {
             return Err(StageError::retry(
@@ -173,8 +143,7 @@ impl Upload {
             target,
             file.size,
         )
-        .await
-        .map_err(storage_error)?;
+        .await?;
         if sent != file.size || sha256 != file.sha256 {
             return Err(StageError::retry(
                 "staged_file_corrupt",
@@ -194,10 +163,7 @@ impl Stage for Upload {
     }
 
     async fn handle(&self, meeting: MeetingRef, context: &Context) -> Result<(), StageError> {
-        let account = self
-            .accounts
-            .by_name(&meeting.account)
-            .ok_or_else(|| StageError::reject("unknown_account", &meeting.account))?;
+        let account = self.accounts.require(&meeting.account)?;
         let (name, uuid) = (meeting.account.as_str(), meeting.meeting_uuid.as_str());
         let manifest: Manifest = self
             .staging
@@ -206,8 +172,7 @@ impl Stage for Upload {
                 account: name,
                 uuid,
             }))
-            .await
-            .map_err(storage_error)?
+            .await?
             .ok_or_else(|| StageError::reject("no_manifest", "no manifest in staging"))?;
         let (mut skipped, mut moved, mut copied) = (0, 0, 0);
         for file in manifest.files() {
@@ -221,8 +186,7 @@ impl Stage for Upload {
         account
             .destination
             .put_json(&manifest_path, &manifest)
-            .await
-            .map_err(storage_error)?;
+            .await?;
         for file in manifest.files() {
             let staged = self.staging.path(Self::staged_key(name, uuid, file));
             match self.staging.location.store.delete(&staged).await {

@@ -248,11 +248,12 @@ impl fmt::Debug for RecordingEvent {
     }
 }
 
-/// `GET /users/{id}/recordings` and `GET /accounts/{id}/recordings`.
+/// One page of a listing: `meetings` (recordings) or `users`, and the token to the next.
 #[derive(Debug, Deserialize)]
-pub struct RecordingsPage {
-    #[serde(default)]
-    pub meetings: Vec<MeetingRecordings>,
+#[serde(bound(deserialize = "T: Deserialize<'de>"))]
+pub struct Page<T> {
+    #[serde(default, alias = "meetings", alias = "users")]
+    pub items: Vec<T>,
     #[serde(default)]
     pub next_page_token: Option<String>,
 }
@@ -266,14 +267,6 @@ pub struct User {
     pub status: Option<String>,
     #[serde(flatten)]
     pub extra: Map<String, Value>,
-}
-
-#[derive(Debug, Deserialize)]
-pub struct UsersPage {
-    #[serde(default)]
-    pub users: Vec<User>,
-    #[serde(default)]
-    pub next_page_token: Option<String>,
 }
 
 /// Zoom's meeting `id` is a number, but some payloads carry it as a string.

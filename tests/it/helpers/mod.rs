@@ -381,3 +381,34 @@ pub async fn wait_for_messages(
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// `(path, query, status)` of every request a simulator at `base` served under `prefix`.
+pub async fn sim_requests(
+    http: &reqwest::Client,
+    base: &str,
+    prefix: &str,
+) -> Vec<(String, String, u64)> {
+    let requests: serde_json::Value = http
+        .get(format!("{base}/_sim/requests"))
+        .send()
+        .await
+        .expect("simulator reachable")
+        .json()
+        .await
+        .expect("JSON");
+    requests
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|r| {
+            let path = r["path"].as_str()?;
+            path.starts_with(prefix).then(|| {
+                (
+                    path.to_owned(),
+                    r["query"].as_str().unwrap_or_default().to_owned(),
+                    r["status"].as_u64().unwrap_or_default(),
+                )
+            })
+        })
+        .collect()
+}

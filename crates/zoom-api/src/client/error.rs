@@ -41,6 +41,16 @@ impl ZoomError {
     }
 }
 
+impl From<ZoomError> for relay_core::consumer::StageError {
+    fn from(error: ZoomError) -> Self {
+        if error.is_retryable() {
+            Self::retry("zoom_api", error)
+        } else {
+            Self::reject("zoom_api", error)
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum DownloadError {
     #[error("download refused: {0}")]

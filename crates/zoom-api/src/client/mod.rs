@@ -27,7 +27,7 @@ pub use download::{Download, Downloaded, FileSource};
 pub use error::{DownloadError, ZoomError};
 pub use ratelimit::{Category, RateLimits};
 
-use crate::model::{MeetingRecordings, RecordingsPage, User, UsersPage};
+use crate::model::{MeetingRecordings, Page, User};
 
 /// Characters left as they are in a path segment; everything else is percent-encoded.
 const PATH_SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
@@ -262,43 +262,36 @@ impl ZoomClient {
         from: NaiveDate,
         to: NaiveDate,
     ) -> Result<Vec<MeetingRecordings>, ZoomError> {
-        let mut meetings = Vec::new();
-        let mut page_token = String::new();
-        loop {
-            let mut query = vec![
-                ("from", from.to_string()),
-                ("to", to.to_string()),
-                ("page_size", "300".to_owned()),
-            ];
-            if !page_token.is_empty() {
-                query.push(("next_page_token", page_token.clone()));
-            }
-            let page: RecordingsPage = self.get_json(Category::Medium, path, &query).await?;
-            meetings.extend(page.meetings);
-            match page.next_page_token {
-                Some(next) if !next.is_empty() => page_token = next,
-                _ => return Ok(meetings),
-            }
-        }
+        let query = [("from", from.to_string()), ("to", to.to_string())];
+        self.all_pages(Category::Medium, path, &query).await
     }
 
     /// Every user with `status`, all pages.
     pub async fn users(&self, status: UserStatus) -> Result<Vec<User>, ZoomError> {
-        let mut users = Vec::new();
+        let query = [("status", status.as_str().to_owned())];
+        self.all_pages(Category::Medium, "/users", &query).await
+    }
+
+    /// Follows `next_page_token` from the first page to the last, in one go.
+    async fn all_pages<T: DeserializeOwned>(
+        &self,
+        category: Category,
+        path: &str,
+        query: &[(&str, String)],
+    ) -> Result<Vec<T>, ZoomError> {
+        let mut items = Vec::new();
         let mut page_token = String::new();
         loop {
-            let mut query = vec![
-                ("status", status.as_str().to_owned()),
-                ("page_size", "300".to_owned()),
-            ];
+            let mut page_query = query.to_vec();
+            page_query.push(("page_size", "300".to_owned()));
             if !page_token.is_empty() {
-                query.push(("next_page_token", page_token.clone()));
+                page_query.push(("next_page_token", page_token.clone()));
             }
-            let page: UsersPage = self.get_json(Category::Medium, "/users", &query).await?;
-            users.extend(page.users);
+            let page: Page<T> = self.get_json(category, path, &page_query).await?;
+            items.extend(page.items);
             match page.next_page_token {
                 Some(next) if !next.is_empty() => page_token = next,
-                _ => return Ok(users),
+                _ => return Ok(items),
             }
         }
     }
