@@ -776,3 +776,49 @@ async fn copies_between_stores_in_parts_and_leaves_nothing_half_written() {
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
 }
+
+#[tokio::test]
+async fn stages_resume_after_the_broker_connection_drops_mid_work() {
+    let proxy = TcpProxy::start(broker_address()).await;
+    let url = proxy.amqp_url();
+    let pipeline =
+        TestPipeline::start(|settings| settings.amqp.url = SecretString::from(url)).await;
+    let mut spec = small(MeetingSpec::default());
+    spec.faults.insert(
+        "MP4".into(),
+        FileFaults {
+            bytes_per_second: Some(1_500_000),
+            ..FileFaults::default()
+        },
+    );
+    let created = pipeline.create(&spec).await;
+    pipeline.send(&created.recording_completed).await;
+    let transferring = eventually(WAIT, || async {
+        !sim_requests(&pipeline.http, &pipeline.sim, "/files/")
+            .await
+            .is_empty()
+    })
+    .await;
+    assert!(transferring);
+
+    proxy.cut();
+    let readyz = pipeline.ingress.replace("/zoom/webhook", "/readyz");
+    let down = eventually(WAIT, || async {
+        pipeline
+            .http
+            .get(&readyz)
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == 503)
+    })
+    .await;
+    assert!(down, "the outage was noticed");
+    proxy.restore();
+
+    // Work acked on the lost session is redelivered to the resubscribed consumers; nothing is
+    // restarted by hand.
+    let manifest = pipeline
+        .wait_for_manifest(&created.uuid, |m| m.files().count() == created.files.len())
+        .await;
+    assert_delivered(&pipeline, &manifest, &created);
+}
