@@ -822,3 +822,68 @@ async fn stages_resume_after_the_broker_connection_drops_mid_work() {
         .await;
     assert_delivered(&pipeline, &manifest, &created);
 }
+
+fn fake_ffmpeg() -> String {
+    format!("{}/fixtures/fake-ffmpeg", env!("CARGO_MANIFEST_DIR"))
+}
+
+#[tokio::test]
+async fn joins_each_views_segments_into_one_file_when_asked() {
+    let pipeline = TestPipeline::start(|settings| {
+        settings.pipeline.ffmpeg = fake_ffmpeg();
+        settings.accounts[0].concat_media = true;
+    })
+    .await;
+    let created = pipeline
+        .create(&small(MeetingSpec {
+            segments: 2,
+            views: vec!["gallery_view".into()],
+            audio: false,
+            chat: false,
+            transcript: false,
+            ..MeetingSpec::default()
+        }))
+        .await;
+    pipeline.send(&created.recording_completed).await;
+    let manifest = pipeline
+        .wait_for_manifest(&created.uuid, |m| !m.concatenated.is_empty())
+        .await;
+    assert_eq!(manifest.concatenated.len(), 1);
+    let joined = &manifest.concatenated[0];
+    assert!(
+        joined.path.ends_with("/gallery_view-full.mp4"),
+        "{}",
+        joined.path
+    );
+    let root = pipeline.destination.path().join(&manifest.account);
+    let mut expected = Vec::new();
+    for segment in &manifest.segments {
+        expected.extend(std::fs::read(root.join(&segment.files[0].path)).expect("segment"));
+    }
+    let on_disk = std::fs::read(root.join(&joined.path)).expect("joined file");
+    assert_eq!(on_disk.len(), expected.len());
+    assert!(on_disk == expected, "segments joined in order");
+    use sha2::Digest;
+    assert_eq!(joined.sha256, hex::encode(sha2::Sha256::digest(&on_disk)));
+}
+
+#[tokio::test]
+async fn assemble_refuses_to_start_when_concat_is_on_and_ffmpeg_is_missing() {
+    let mut settings = test_settings(&unique_namespace(), &TestOptions::default());
+    let staging = tempfile::tempdir().expect("dir");
+    settings.pipeline.staging = format!("file://{}", staging.path().display());
+    settings.accounts[0].destination = settings.pipeline.staging.clone();
+    settings.accounts[0].concat_media = true;
+    settings.pipeline.ffmpeg = "/nonexistent/ffmpeg".into();
+    let shutdown = CancellationToken::new();
+    let broker = Broker::start(&settings, shutdown.clone());
+    let error = relay_assemble::run(&settings, broker, shutdown.clone())
+        .await
+        .expect_err("refused");
+    shutdown.cancel();
+    let message = error.to_string();
+    assert!(
+        message.contains("acme") && message.contains("ffmpeg"),
+        "{message}"
+    );
+}

@@ -7,6 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use relay_core::Settings;
 use relay_core::broker::{Broker, StageName};
@@ -20,18 +21,23 @@ use relay_pipeline::{Account, Accounts, StartError};
 use tracing::info;
 use zoom_api::model::FileType;
 
+/// Distinguishes concurrent joins' temporary files within a process.
+static JOINS: AtomicU64 = AtomicU64::new(0);
+
 pub struct Assemble {
     accounts: Accounts,
     staging: Staging,
     staging_url: String,
+    ffmpeg: String,
 }
 
 impl Assemble {
-    pub fn new(accounts: Accounts, staging: Staging, staging_url: String) -> Self {
+    pub fn new(accounts: Accounts, staging: Staging, staging_url: String, ffmpeg: String) -> Self {
         Self {
             accounts,
             staging,
             staging_url,
+            ffmpeg,
         }
     }
 
@@ -105,7 +111,15 @@ impl Assemble {
                     .await
                     .map_err(|e| StageError::retry("storage", e))?;
             }
-            let list = output.with_extension("txt");
+            // Two assemblers can finish one meeting at once: each joins into files of its own
+            // and renames the result into place, so neither sees the other's half-written output.
+            let run = format!(
+                "{}-{}",
+                std::process::id(),
+                JOINS.fetch_add(1, Ordering::Relaxed)
+            );
+            let list = output.with_extension(format!("{run}.txt"));
+            let partial = output.with_extension(format!("{run}.partial.mp4"));
             let listing: String = inputs
                 .iter()
                 .map(|input| format!("file '{}'\n", input.display()))
@@ -113,7 +127,7 @@ impl Assemble {
             tokio::fs::write(&list, listing)
                 .await
                 .map_err(|e| StageError::retry("storage", e))?;
-            let status = tokio::process::Command::new("ffmpeg")
+            let status = tokio::process::Command::new(&self.ffmpeg)
                 .args([
                     "-hide_banner",
                     "-loglevel",
@@ -127,10 +141,23 @@ impl Assemble {
                 ])
                 .arg(&list)
                 .args(["-c", "copy", "-movflags", "+faststart", "-f", "mp4"])
-                .arg(&output)
+                .arg(&partial)
                 .status()
                 .await
-                .map_err(|e| StageError::retry("ffmpeg_unavailable", e))?;
+                .map_err(|e| StageError::retry("ffmpeg_unavailable", e));
+            let _ = tokio::fs::remove_file(&list).await;
+            let status = match status {
+                Ok(status) if status.success() => {
+                    tokio::fs::rename(&partial, &output)
+                        .await
+                        .map_err(|e| StageError::retry("storage", e))?;
+                    status
+                }
+                other => {
+                    let _ = tokio::fs::remove_file(&partial).await;
+                    other?
+                }
+            };
             if !status.success() {
                 return Err(StageError::reject(
                     "ffmpeg_failed",
@@ -256,13 +283,13 @@ pub async fn run(
     let accounts = Accounts::new(settings)?;
     let staging = Staging::new(&settings.pipeline)?;
     if let Some(account) = accounts.iter().find(|a| a.settings.concat_media) {
-        let ffmpeg = std::process::Command::new("ffmpeg")
+        let ffmpeg = std::process::Command::new(&settings.pipeline.ffmpeg)
             .arg("-version")
             .output();
         if !ffmpeg.is_ok_and(|output| output.status.success()) {
             return Err(StartError::Requirement(format!(
-                "account `{}` has concat_media = true but ffmpeg is not on PATH (Debian: apt-get install ffmpeg)",
-                account.settings.name
+                "account `{}` has concat_media = true but `{}` does not run (Debian: apt-get install ffmpeg, or set pipeline.ffmpeg)",
+                account.settings.name, settings.pipeline.ffmpeg
             )));
         }
         if !settings.pipeline.staging.starts_with("file://") {
@@ -272,7 +299,12 @@ pub async fn run(
             )));
         }
     }
-    let stage = Assemble::new(accounts, staging, settings.pipeline.staging.clone());
+    let stage = Assemble::new(
+        accounts,
+        staging,
+        settings.pipeline.staging.clone(),
+        settings.pipeline.ffmpeg.clone(),
+    );
     consumer::run(
         broker,
         Arc::new(stage),

@@ -362,9 +362,11 @@ pub struct PipelineSettings {
     /// In-flight work is given this long to finish on shutdown.
     #[serde(with = "humantime_serde")]
     pub drain_timeout: Duration,
-    /// Read back and hash every uploaded file (otherwise: the size at the destination and the
-    /// hash of the bytes sent).
+    /// Read back and hash every copied file at the destination (otherwise: its size there and
+    /// the hash of the bytes sent). A file renamed within one store is checked by size.
     pub verify_readback: bool,
+    /// The ffmpeg binary `concat_media` runs.
+    pub ffmpeg: String,
     pub plan: StageSettings,
     pub download: StageSettings,
     pub assemble: StageSettings,
@@ -385,6 +387,7 @@ impl Default for PipelineSettings {
             delivery_limit: 20,
             drain_timeout: Duration::from_secs(30),
             verify_readback: true,
+            ffmpeg: "ffmpeg".into(),
             plan: StageSettings::new(8, 16),
             download: StageSettings::new(4, 4),
             assemble: StageSettings::new(4, 16),
