@@ -240,20 +240,21 @@ impl Stage for Assemble {
                 ".json",
             )
             .await?;
+        let manifest_key = self.staging.path(StagingKey::Manifest {
+            account: name,
+            uuid,
+        });
+        let previous: Option<Manifest> = location.get_json(&manifest_key).await?;
         let (mut manifest, _) = Manifest::build(
             &account.settings,
             &account.templates,
             &metas,
             &wanted,
             &staged,
+            previous.as_ref(),
         )
         .map_err(|error| StageError::reject("path_template", error))?;
-        let manifest_key = self.staging.path(StagingKey::Manifest {
-            account: name,
-            uuid,
-        });
         if account.settings.concat_media {
-            let previous: Option<Manifest> = location.get_json(&manifest_key).await?;
             manifest.concatenated = self
                 .concatenate(account, &manifest, previous.as_ref())
                 .await?;

@@ -27,11 +27,15 @@ use tracing::info;
 use zoom_api::ZoomError;
 use zoom_api::client::DeleteAction;
 
-/// A claim older than this, never marked done, belonged to a worker that died.
-pub const CLAIM_STALE_AFTER: Duration = Duration::from_secs(600);
+/// A claim older than this, never marked done, belonged to a worker that died. Longer than a
+/// living worker can take (Zoom's `Retry-After` waits included): deleting late is harmless,
+/// deleting twice is not.
+pub const CLAIM_STALE_AFTER: Duration = Duration::from_secs(2 * 3600);
 
 #[derive(Debug, Serialize, Deserialize)]
 struct Claim {
+    /// Which worker holds it: only the holder releases it.
+    owner: String,
     claimed_at: DateTime<Utc>,
     done: bool,
     action: Option<String>,
@@ -161,35 +165,50 @@ impl Stage for Cleanup {
             account: name,
             uuid,
         });
+        let owner = format!(
+            "{}-{}",
+            std::process::id(),
+            now.timestamp_nanos_opt().unwrap_or_default()
+        );
         let claim = Claim {
+            owner: owner.clone(),
             claimed_at: now,
             done: false,
             action: None,
         };
+        // Only a create-if-absent takes the claim, also when taking over a stale one: of two
+        // workers racing, exactly one creates it.
         if !location.create_json(&claim_path, &claim).await? {
             let existing: Option<Claim> = location.get_json(&claim_path).await?;
-            match existing {
+            let stale = match &existing {
                 Some(existing) if existing.done => return Ok(()),
-                Some(existing)
-                    if (now - existing.claimed_at).to_std().unwrap_or_default()
-                        < CLAIM_STALE_AFTER =>
-                {
-                    // Another worker is deleting right now; come back to see it done.
-                    return Err(StageError::Defer(Duration::from_secs(30)));
+                Some(existing) => {
+                    (now - existing.claimed_at).to_std().unwrap_or_default() >= CLAIM_STALE_AFTER
                 }
-                _ => location.put_json(&claim_path, &claim).await?,
+                None => true,
+            };
+            if stale {
+                let _ = location.store.delete(&claim_path).await;
+            }
+            if !stale || !location.create_json(&claim_path, &claim).await? {
+                // Another worker is deleting right now; come back to see it done.
+                return Err(StageError::Defer(Duration::from_secs(30)));
             }
         }
 
         let deleted_files = match self.delete(account, uuid, &manifest, action).await {
             Ok(deleted) => deleted,
             Err(error) => {
-                // Release the claim: the next attempt must not wait for a worker that gave up.
-                let _ = location.store.delete(&claim_path).await;
+                // Release our claim: the next attempt must not wait for a worker that gave up.
+                let current: Option<Claim> = location.get_json(&claim_path).await.ok().flatten();
+                if current.is_some_and(|current| current.owner == owner) {
+                    let _ = location.store.delete(&claim_path).await;
+                }
                 return Err(error);
             }
         };
         let done = Claim {
+            owner,
             claimed_at: now,
             done: true,
             action: Some(action.as_str().to_owned()),

@@ -279,8 +279,12 @@ impl<S: Stage> Worker<S> {
             match delivery {
                 Some(Ok(delivery)) => {
                     let worker = self.clone();
+                    // The channel closes when its last handle drops, requeueing what it delivered:
+                    // each task keeps it open until its own delivery is settled.
+                    let channel = channel.clone();
                     tracker.spawn(async move {
                         worker.process(delivery).await;
+                        drop(channel);
                         drop(permit);
                     });
                 }
@@ -290,8 +294,8 @@ impl<S: Stage> Worker<S> {
         }
     }
 
-    /// Stops deliveries; started work drains and acks on this channel. Prefetched messages not
-    /// started return to the queue when the connection closes.
+    /// Stops deliveries; started work drains and acks on this channel (each task holds it open).
+    /// Prefetched messages not started return to the queue when the channel closes.
     async fn stop(&self, channel: &lapin::Channel, consumer_tag: &str) -> Ended {
         let cancel = channel.basic_cancel(consumer_tag.into(), Default::default());
         let _ = tokio::time::timeout(Duration::from_secs(2), cancel).await;

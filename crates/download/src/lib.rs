@@ -108,9 +108,7 @@ impl Stage for Plan {
         if event.event == "recording.completed" {
             match account.zoom.meeting_recordings(uuid, false).await {
                 Ok(listed) => {
-                    let known: HashSet<String> =
-                        files.iter().filter_map(|(f, _, _)| f.id.clone()).collect();
-                    let extra = listed
+                    let listed: Vec<(RecordingFile, bool)> = listed
                         .recording_files
                         .into_iter()
                         .map(|file| (file, false))
@@ -120,9 +118,27 @@ impl Stage for Plan {
                                 .into_iter()
                                 .map(|file| (file, true)),
                         )
-                        .filter(|(file, _)| file.id.as_ref().is_some_and(|id| !known.contains(id)));
-                    for (file, participant) in extra {
-                        files.push((file, participant, None));
+                        .collect();
+                    // What the API says now wins over what the event said: a file the event
+                    // listed as processing may be complete by the time this runs (or retries).
+                    for (file, _, token) in files.iter_mut() {
+                        let current = listed
+                            .iter()
+                            .find(|(l, _)| l.id.is_some() && l.id == file.id);
+                        if let Some((current, _)) = current
+                            && !file.is_completed()
+                            && current.is_completed()
+                        {
+                            *file = current.clone();
+                            *token = None;
+                        }
+                    }
+                    let known: HashSet<String> =
+                        files.iter().filter_map(|(f, _, _)| f.id.clone()).collect();
+                    for (file, participant) in listed {
+                        if file.id.as_ref().is_some_and(|id| !known.contains(id)) {
+                            files.push((file, participant, None));
+                        }
                     }
                 }
                 Err(ZoomError::NotFound { .. }) => {}

@@ -110,12 +110,16 @@ impl Manifest {
 
     /// Builds the manifest from the latest meeting description, every wanted file and its staged
     /// record. The caller checked every wanted file is staged.
+    ///
+    /// `previous`, the manifest written before for this meeting, pins its files' paths and its
+    /// folder: what is at the destination never moves.
     pub fn build(
         account: &relay_core::settings::AccountSettings,
         templates: &PathTemplates,
         metas: &[MeetingMeta],
         wanted: &[WantedFile],
         staged: &BTreeMap<String, StagedFile>,
+        previous: Option<&Manifest>,
     ) -> Result<(Self, MeetingRecordings), TemplateError> {
         let latest = metas
             .iter()
@@ -130,7 +134,18 @@ impl Manifest {
             .iter()
             .map(|w| (w.file.clone(), w.participant))
             .collect();
-        let paths = templates.assign(&latest, &files)?;
+        let pinned: std::collections::HashMap<String, String> = previous
+            .into_iter()
+            .flat_map(|manifest| manifest.files())
+            .map(|file| (file.file_id.clone(), file.path.clone()))
+            .collect();
+        let dir = previous.map(|manifest| {
+            manifest
+                .manifest_path
+                .trim_end_matches("/meeting.json")
+                .to_owned()
+        });
+        let paths = templates.assign(&latest, &files, dir.as_deref(), &pinned)?;
         let segments_of =
             segment_numbers(wanted.iter().filter(|w| !w.participant).map(|w| &w.file));
 
@@ -182,7 +197,10 @@ impl Manifest {
             concatenated: Vec::new(),
             total_bytes: 0,
             source_events,
-            manifest_path: format!("{}/meeting.json", templates.meeting_dir(&latest)?),
+            manifest_path: match &dir {
+                Some(dir) => format!("{dir}/meeting.json"),
+                None => format!("{}/meeting.json", templates.meeting_dir(&latest)?),
+            },
         };
         let mut sorted: Vec<&WantedFile> = wanted.iter().collect();
         sorted.sort_by(|a, b| {

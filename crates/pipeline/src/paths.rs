@@ -233,30 +233,44 @@ impl PathTemplates {
     /// Destination paths (relative to the destination's root) for every file, unique: when two
     /// files would share a name (same view twice in a segment, say), the later ones by file id get
     /// the id's start appended.
+    ///
+    /// `pinned` paths (those an earlier manifest gave, already at the destination) are kept as
+    /// they are, and `dir` (the earlier manifest's folder) replaces the template's: a later event
+    /// that adds a segment or renames the topic never moves or overwrites what was uploaded.
     pub fn assign(
         &self,
         meeting: &MeetingRecordings,
         files: &[(RecordingFile, bool)],
+        dir: Option<&str>,
+        pinned: &HashMap<String, String>,
     ) -> Result<HashMap<String, String>, TemplateError> {
-        let dir = self.meeting_dir(meeting)?;
+        let dir = match dir {
+            Some(dir) => dir.to_owned(),
+            None => self.meeting_dir(meeting)?,
+        };
         let segments = segment_numbers(files.iter().map(|(file, _)| file));
         let mut sorted: Vec<&(RecordingFile, bool)> = files.iter().collect();
         sorted.sort_by(|a, b| a.0.id.cmp(&b.0.id));
-        let mut taken = std::collections::HashSet::new();
+        let mut taken: std::collections::HashSet<String> = pinned.values().cloned().collect();
         let mut paths = HashMap::new();
         for (file, participant) in sorted {
             let Some(id) = file.id.clone() else { continue };
-            let segment = segments.get(&id).copied().unwrap_or(1);
-            let mut name = self.file_name(meeting, file, *participant, segment)?;
-            if !taken.insert(name.clone()) {
-                let short: String = sanitize(&id).chars().take(8).collect();
-                name = match name.rsplit_once('.') {
-                    Some((stem, ext)) => format!("{stem}-{short}.{ext}"),
-                    None => format!("{name}-{short}"),
-                };
-                taken.insert(name.clone());
+            if let Some(path) = pinned.get(&id) {
+                paths.insert(id, path.clone());
+                continue;
             }
-            paths.insert(id, format!("{dir}/{name}"));
+            let segment = segments.get(&id).copied().unwrap_or(1);
+            let name = self.file_name(meeting, file, *participant, segment)?;
+            let mut path = format!("{dir}/{name}");
+            if !taken.insert(path.clone()) {
+                let short: String = sanitize(&id).chars().take(8).collect();
+                path = match name.rsplit_once('.') {
+                    Some((stem, ext)) => format!("{dir}/{stem}-{short}.{ext}"),
+                    None => format!("{dir}/{name}-{short}"),
+                };
+                taken.insert(path.clone());
+            }
+            paths.insert(id, path);
         }
         Ok(paths)
     }
@@ -321,7 +335,9 @@ mod tests {
             (file("f2", "2026-03-04T06:00:00Z", "gallery_view"), false),
             (file("f3", "2026-03-04T06:00:00Z", "gallery_view"), false),
         ];
-        let paths = templates.assign(&meeting(), &files).expect("paths");
+        let paths = templates
+            .assign(&meeting(), &files, None, &HashMap::new())
+            .expect("paths");
         assert_eq!(
             paths["f1"],
             "Host@Example.com/2026/03/04/Plans_2026_-_ab-cd__ef==/1-gallery_view.mp4"
@@ -334,6 +350,35 @@ mod tests {
             paths["f3"],
             "Host@Example.com/2026/03/04/Plans_2026_-_ab-cd__ef==/2-gallery_view-f3.mp4"
         );
+    }
+
+    #[test]
+    fn pinned_paths_stay_put_when_a_segment_arrives_later() {
+        let account = relay_core::Settings::from_toml(
+            "[[accounts]]\nname='acme'\naccount_id='a'\nclient_id='c'\nclient_secret='s'\nsecret_tokens=['t']\n",
+        )
+        .expect("settings")
+        .accounts
+        .remove(0);
+        let templates = PathTemplates::new(&account).expect("valid templates");
+        let later = vec![(file("f2", "2026-03-04T06:00:00Z", "gallery_view"), false)];
+        let first = templates
+            .assign(&meeting(), &later, None, &HashMap::new())
+            .expect("paths");
+        assert!(first["f2"].ends_with("/1-gallery_view.mp4"));
+        // The earlier segment shows up afterwards: f2 keeps its name, f1 does not take it.
+        let both = vec![
+            (file("f1", "2026-03-04T05:06:07Z", "gallery_view"), false),
+            (file("f2", "2026-03-04T06:00:00Z", "gallery_view"), false),
+        ];
+        let dir = first["f2"]
+            .trim_end_matches("/1-gallery_view.mp4")
+            .to_owned();
+        let again = templates
+            .assign(&meeting(), &both, Some(&dir), &first)
+            .expect("paths");
+        assert_eq!(again["f2"], first["f2"]);
+        assert_eq!(again["f1"], format!("{dir}/1-gallery_view-f1.mp4"));
     }
 
     #[test]

@@ -34,8 +34,9 @@ const PARTS_IN_FLIGHT: usize = 2;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
-    #[error("invalid store URL `{url}`: {reason}")]
-    Url { url: String, reason: String },
+    /// Only the scheme is kept: a store URL can carry credentials (a SAS token, say).
+    #[error("invalid {scheme} store URL: {reason}")]
+    Url { scheme: String, reason: String },
     #[error("object store: {0}")]
     Store(#[from] object_store::Error),
     #[error("writing: {0}")]
@@ -77,8 +78,9 @@ impl Location {
         url: &str,
         options: &BTreeMap<String, SecretString>,
     ) -> Result<Self, StorageError> {
+        let scheme = url.split("://").next().unwrap_or_default().to_owned();
         let parsed = url::Url::parse(url).map_err(|error| StorageError::Url {
-            url: url.to_owned(),
+            scheme: scheme.clone(),
             reason: error.to_string(),
         })?;
         if parsed.scheme() == "file" {
@@ -90,7 +92,7 @@ impl Location {
             .map(|(key, value)| (key.clone(), value.expose_secret().to_owned()));
         let (store, prefix) =
             object_store::parse_url_opts(&parsed, options).map_err(|error| StorageError::Url {
-                url: url.to_owned(),
+                scheme,
                 reason: error.to_string(),
             })?;
         Ok(Self {

@@ -183,10 +183,15 @@ impl Stage for Upload {
             }
         }
         let manifest_path = account.destination.path(&manifest.manifest_path);
-        account
-            .destination
-            .put_json(&manifest_path, &manifest)
-            .await?;
+        // Two uploads of one meeting can race (a manifest, then one with the transcript added):
+        // the one with fewer files is the older and must not replace the newer.
+        let written: Option<Manifest> = account.destination.get_json(&manifest_path).await?;
+        if written.is_none_or(|written| written.files().count() <= manifest.files().count()) {
+            account
+                .destination
+                .put_json(&manifest_path, &manifest)
+                .await?;
+        }
         for file in manifest.files() {
             let staged = self.staging.path(Self::staged_key(name, uuid, file));
             match self.staging.location.store.delete(&staged).await {

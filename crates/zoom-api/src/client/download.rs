@@ -314,7 +314,21 @@ impl<'c> Download<'c> {
                 request = request.header(RANGE, format!("bytes={}-", self.received));
             }
             attempt += 1;
-            let response = match request.send().await {
+            // A server that accepts the connection but never answers must not hold the task.
+            let sent = tokio::time::timeout(settings.download_idle_timeout, request.send()).await;
+            let response = match sent {
+                Err(_) if attempt < settings.max_attempts => {
+                    debug!(attempt, "file server did not answer, retrying");
+                    continue;
+                }
+                Err(_) => {
+                    return Err(DownloadError::Transport(
+                        "the file server did not answer in time".into(),
+                    ));
+                }
+                Ok(sent) => sent,
+            };
+            let response = match response {
                 Ok(response) => response,
                 Err(error) if !error.is_redirect() && attempt < settings.max_attempts => {
                     debug!(attempt, error = %error.without_url(), "file server unreachable");
