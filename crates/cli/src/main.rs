@@ -166,7 +166,10 @@ async fn check(settings: &Settings) -> anyhow::Result<ExitCode> {
     }
     let mut healthy = true;
     for account in &settings.accounts {
-        let wanted = [Capability::ReadRecordings, Capability::ReadUsers];
+        let mut wanted = vec![Capability::ReadRecordings, Capability::ReadUsers];
+        if account.delete_after_upload != relay_core::settings::DeleteAfterUpload::Off {
+            wanted.push(Capability::DeleteRecordings);
+        }
         let client =
             ZoomClient::new(&settings.zoom, account).context("building the Zoom client")?;
         let report = client.check(&wanted).await;
