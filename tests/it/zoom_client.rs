@@ -505,16 +505,17 @@ async fn a_body_shorter_than_promised_is_an_error_never_a_file() {
     let created = zoom.create(&spec).await;
     let (source, _) = file_source(&created.recording_completed, FileType::Mp4);
     let result = zoom.fetch(source).await;
-    assert!(
-        matches!(
-            result,
-            Err(DownloadError::Incomplete {
-                received: 200_000,
-                ..
-            })
-        ),
-        "{result:?}"
-    );
+    // How much of a cut response arrives before the connection drops varies; that it is short
+    // of what was promised, and an error, does not.
+    match result {
+        Err(DownloadError::Incomplete {
+            received,
+            promised: Some(promised),
+        }) => {
+            assert!(received < promised, "{received} of {promised}");
+        }
+        other => panic!("expected an incomplete download, got {other:?}"),
+    }
 }
 
 #[tokio::test]
