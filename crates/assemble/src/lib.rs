@@ -27,16 +27,14 @@ static JOINS: AtomicU64 = AtomicU64::new(0);
 pub struct Assemble {
     accounts: Accounts,
     staging: Staging,
-    staging_url: String,
     ffmpeg: String,
 }
 
 impl Assemble {
-    pub fn new(accounts: Accounts, staging: Staging, staging_url: String, ffmpeg: String) -> Self {
+    pub fn new(accounts: Accounts, staging: Staging, ffmpeg: String) -> Self {
         Self {
             accounts,
             staging,
-            staging_url,
             ffmpeg,
         }
     }
@@ -72,14 +70,11 @@ impl Assemble {
             let inputs: Option<Vec<_>> = parts
                 .iter()
                 .map(|part| {
-                    self.staging.local_path(
-                        StagingKey::Data {
-                            account: name,
-                            uuid,
-                            file_id: &part.file_id,
-                        },
-                        &self.staging_url,
-                    )
+                    self.staging.local_path(StagingKey::Data {
+                        account: name,
+                        uuid,
+                        file_id: &part.file_id,
+                    })
                 })
                 .collect();
             let inputs = inputs.filter(|inputs| inputs.iter().all(|input| input.exists()));
@@ -97,15 +92,12 @@ impl Assemble {
                 uuid,
                 view: &view,
             };
-            let output = self
-                .staging
-                .local_path(output_key(), &self.staging_url)
-                .ok_or_else(|| {
-                    StageError::reject(
-                        "concat_needs_local_staging",
-                        "concat_media needs a file:// staging",
-                    )
-                })?;
+            let output = self.staging.local_path(output_key()).ok_or_else(|| {
+                StageError::reject(
+                    "concat_needs_local_staging",
+                    "concat_media needs a file:// staging",
+                )
+            })?;
             if let Some(parent) = output.parent() {
                 tokio::fs::create_dir_all(parent)
                     .await
@@ -300,12 +292,7 @@ pub async fn run(
             )));
         }
     }
-    let stage = Assemble::new(
-        accounts,
-        staging,
-        settings.pipeline.staging.clone(),
-        settings.pipeline.ffmpeg.clone(),
-    );
+    let stage = Assemble::new(accounts, staging, settings.pipeline.ffmpeg.clone());
     consumer::run(
         broker,
         Arc::new(stage),

@@ -100,9 +100,6 @@ pub trait Stage: Send + Sync + 'static {
 pub struct Context {
     pub publisher: Publisher,
     pub topology: Topology,
-    /// 1 for the first attempt.
-    pub attempt: u32,
-    pub redelivered: bool,
     /// The delivery's `message_id`: the event's tracking id, or the work's key.
     pub message_id: Option<String>,
 }
@@ -325,8 +322,6 @@ impl<S: Stage> Worker<S> {
         let context = Context {
             publisher: self.broker.publisher(),
             topology: self.broker.topology().clone(),
-            attempt,
-            redelivered: delivery.redelivered,
             message_id: delivery
                 .properties
                 .message_id()

@@ -36,7 +36,6 @@ pub struct AccountRef {
 pub struct Ingress {
     server: actix_web::dev::Server,
     port: u16,
-    metrics: Arc<metrics::Metrics>,
 }
 
 impl Ingress {
@@ -65,7 +64,7 @@ impl Ingress {
             broker,
             max_body_bytes: settings.ingress.max_body_bytes,
             timestamp_tolerance_secs: settings.ingress.timestamp_tolerance_secs,
-            metrics: metrics.clone(),
+            metrics,
         });
         let mut server = HttpServer::new(move || {
             App::new()
@@ -81,16 +80,11 @@ impl Ingress {
         Ok(Self {
             server: server.run(),
             port,
-            metrics,
         })
     }
 
     pub fn port(&self) -> u16 {
         self.port
-    }
-
-    pub fn metrics(&self) -> Arc<metrics::Metrics> {
-        self.metrics.clone()
     }
 
     /// Serves until `shutdown` is cancelled, then stops accepting and drains in-flight requests

@@ -247,10 +247,6 @@ pub async fn copy_streaming(
 
 /// Every staging path, built here only.
 pub enum StagingKey<'a> {
-    Meeting {
-        account: &'a str,
-        uuid: &'a str,
-    },
     Wanted {
         account: &'a str,
         uuid: &'a str,
@@ -304,7 +300,6 @@ impl StagingKey<'_> {
         let meeting =
             |account: &str, uuid: &str| format!("{}/{}", sanitize(account), meeting_key(uuid));
         match self {
-            Self::Meeting { account, uuid } => meeting(account, uuid),
             Self::Wanted {
                 account,
                 uuid,
@@ -357,12 +352,15 @@ impl StagingKey<'_> {
 #[derive(Clone)]
 pub struct Staging {
     pub location: Location,
+    /// A `file://` directory: what ffmpeg needs.
+    local: bool,
 }
 
 impl Staging {
     pub fn new(settings: &relay_core::settings::PipelineSettings) -> Result<Self, StorageError> {
         Ok(Self {
             location: Location::parse(&settings.staging, &settings.staging_options)?,
+            local: settings.staging.starts_with("file://"),
         })
     }
 
@@ -371,8 +369,8 @@ impl Staging {
     }
 
     /// The local filesystem path of a key, when staging is a local directory (ffmpeg needs one).
-    pub fn local_path(&self, key: StagingKey<'_>, staging_url: &str) -> Option<std::path::PathBuf> {
-        let url = url::Url::parse(staging_url).ok()?;
-        (url.scheme() == "file").then(|| std::path::PathBuf::from(format!("/{}", self.path(key))))
+    pub fn local_path(&self, key: StagingKey<'_>) -> Option<std::path::PathBuf> {
+        self.local
+            .then(|| std::path::PathBuf::from(format!("/{}", self.path(key))))
     }
 }

@@ -376,7 +376,6 @@ fn parse_range(query: &ListQuery) -> Result<(NaiveDate, NaiveDate), HttpResponse
 }
 
 fn list_meetings(
-    request: &HttpRequest,
     query: &ListQuery,
     state: &SimState,
     account_id: &str,
@@ -424,10 +423,7 @@ fn list_meetings(
             "next_page_token": next_page_token,
             "meetings": meetings,
         })),
-        Err(response) => {
-            let _ = request;
-            response
-        }
+        Err(response) => response,
     }
 }
 
@@ -438,7 +434,7 @@ async fn user_recordings(
     state: State,
 ) -> HttpResponse {
     match authorize(&request, &state) {
-        Ok(account_id) => list_meetings(&request, &query, &state, &account_id, Some(path.as_str())),
+        Ok(account_id) => list_meetings(&query, &state, &account_id, Some(path.as_str())),
         Err(response) => response,
     }
 }
@@ -451,7 +447,7 @@ async fn account_recordings(
 ) -> HttpResponse {
     match authorize(&request, &state) {
         Ok(account_id) if account_id == *path || path.as_str() == "me" => {
-            list_meetings(&request, &query, &state, &account_id, None)
+            list_meetings(&query, &state, &account_id, None)
         }
         Ok(_) => zoom_error(StatusCode::BAD_REQUEST, 200, "No permission."),
         Err(response) => response,

@@ -1,7 +1,7 @@
 //! The envelope shared by every Zoom event notification.
 //!
-//! Only what routing needs is typed here; the payload stays raw JSON so an event we do not model
-//! still reaches the broker intact (the raw bytes are published, never a re-serialisation).
+//! Only what routing needs is read here; the rest of the body is skipped, not built, and the raw
+//! bytes are published, never a re-serialisation, so an event we do not model arrives intact.
 
 use serde::Deserialize;
 
@@ -14,17 +14,19 @@ pub struct Envelope {
     #[serde(default)]
     pub event_ts: Option<i64>,
     #[serde(default)]
-    pub payload: serde_json::Value,
+    pub payload: PayloadHead,
+}
+
+/// The payload field the ingress reads; every other field is skipped while parsing.
+#[derive(Debug, Default, Deserialize)]
+pub struct PayloadHead {
+    /// Of an `endpoint.url_validation` challenge.
+    #[serde(default, rename = "plainToken")]
+    pub plain_token: Option<String>,
 }
 
 impl Envelope {
-    /// `payload.plainToken` of an `endpoint.url_validation` event.
     pub fn plain_token(&self) -> Option<&str> {
-        self.payload.get("plainToken")?.as_str()
-    }
-
-    /// `payload.account_id`: the Zoom account the event is about.
-    pub fn account_id(&self) -> Option<&str> {
-        self.payload.get("account_id")?.as_str()
+        self.payload.plain_token.as_deref()
     }
 }

@@ -104,10 +104,6 @@ impl Publisher {
         Self { broker }
     }
 
-    pub fn broker(&self) -> &Broker {
-        &self.broker
-    }
-
     /// Publishes and waits for the broker's confirm. `Ok` means the broker has stored the message.
     ///
     /// An error does not prove the message is absent (a confirm can be lost with the connection):

@@ -418,7 +418,7 @@ impl ZoomClient {
                 Ok(response) => response,
                 Err(error) if attempt < max_attempts => {
                     debug!(attempt, error = %error.without_url(), "Zoom unreachable, retrying");
-                    tokio::time::sleep(self.backoff(attempt)).await;
+                    tokio::time::sleep(backoff(&self.settings, attempt)).await;
                     continue;
                 }
                 Err(error) => return Err(ZoomError::transport(error)),
@@ -441,7 +441,8 @@ impl ZoomClient {
                     });
                 }
                 StatusCode::TOO_MANY_REQUESTS if attempt < max_attempts => {
-                    let wait = retry_after(&response).unwrap_or_else(|| self.backoff(attempt));
+                    let wait =
+                        retry_after(&response).unwrap_or_else(|| backoff(&self.settings, attempt));
                     warn!(
                         attempt,
                         wait_ms = wait.as_millis() as u64,
@@ -458,7 +459,7 @@ impl ZoomClient {
                         status = status.as_u16(),
                         "Zoom server error, retrying"
                     );
-                    tokio::time::sleep(self.backoff(attempt)).await;
+                    tokio::time::sleep(backoff(&self.settings, attempt)).await;
                 }
                 status if status.is_server_error() => {
                     return Err(ZoomError::Server {
@@ -484,13 +485,9 @@ impl ZoomClient {
             }
         }
     }
-
-    /// Exponential from `retry_base`, capped at `retry_max`, with full jitter.
-    fn backoff(&self, attempt: u32) -> Duration {
-        backoff(&self.settings, attempt)
-    }
 }
 
+/// Exponential from `retry_base`, capped at `retry_max`, with jitter.
 pub(crate) fn backoff(settings: &ZoomSettings, attempt: u32) -> Duration {
     let exponential = settings
         .retry_base
