@@ -63,7 +63,7 @@ wrk_run http://127.0.0.1:18090/zoom/webhook >"$work/bare.txt"
 echo "== broker alone: ${CONNECTIONS} confirms in flight, ${DURATION}s, same exchange and bindings" >&2
 "$bin/relay-bench" broker-publish --exchange "${ns}zoom.events" --in-flight "$CONNECTIONS" --size 2048 --seconds "$DURATION" >"$work/broker.json"
 
-python3 - "$work" "${accepted:-0}" "$stored" <<'PY'
+python3 - "$work" "${accepted:-0}" "$stored" "$CONNECTIONS" <<'PY'
 import json, re, sys
 work, accepted, stored = sys.argv[1], int(float(sys.argv[2])), int(sys.argv[3])
 def wrk(name):
@@ -82,6 +82,10 @@ print(f"ingress        {ing[0]:9.0f} events/s  p50 {ing[1]:6.2f} ms  p99 {ing[2]
 print(f"bare actix     {bare[0]:9.0f} req/s     p50 {bare[1]:6.2f} ms  p99 {bare[2]:6.2f} ms")
 print(f"broker alone   {broker['per_second']:9.0f} msg/s  (persistent, confirmed, {broker['confirmed']} in {broker['seconds']} s)")
 print(f"ingress / lower ceiling = {ing[0] / ceiling:.2f}")
-print(f"answered 200 (server count) = {accepted}, stored in queue = {stored}, wrk 2xx = {ing[3] - ing[4]}")
-print("stored == answered 200: " + ("yes" if stored == accepted else "NO"))
+wrk_ok = ing[3] - ing[4]
+print(f"stored in queue = {stored}, confirmed (server count) = {accepted}, 200s wrk received = {wrk_ok}")
+# Every 200 is stored. The extras are requests in flight when wrk hung up (at most one per
+# connection): the broker stored them, nobody was told, so Zoom would retry them (at least once).
+ok = accepted >= wrk_ok and wrk_ok <= stored <= wrk_ok + int(sys.argv[4])
+print("every 200 stored, extras within the in-flight requests: " + ("yes" if ok else "NO"))
 PY

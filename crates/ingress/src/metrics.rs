@@ -61,7 +61,9 @@ impl Metrics {
             .inc();
     }
 
+    /// An event the broker confirmed: counts it, its request as `accepted`, and the latency.
     pub fn event_stored(&self, event: &str, seconds: f64) {
+        self.request("accepted");
         self.events
             .get_or_create(&EventLabels {
                 event: event.to_owned(),

@@ -64,7 +64,9 @@ pub async fn webhook(
         .await;
     let _entered = span.enter();
     match &outcome {
-        Ok(Received::Stored) => state.metrics.request("accepted"),
+        // Counted where the confirm arrived (`event_stored`): a client that hung up meanwhile
+        // drops this future, and the count must still match what the broker holds.
+        Ok(Received::Stored) => {}
         Ok(Received::UrlValidation(_)) => state.metrics.request("url_validation"),
         Err(error) => {
             state.metrics.request(error.code());
