@@ -4,5 +4,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
 ensure_command curl curl
+ensure_command python3 python3
 ensure_rust
 ensure_rabbitmq

@@ -76,6 +76,101 @@ async fn stores_verified_event_with_routing_key_headers_and_intact_body() {
         header(&delivery, "event_ts"),
         Some(&AMQPValue::LongLongInt(1_700_000_000_123))
     );
+    assert_eq!(
+        header(&delivery, "origin"),
+        Some(&AMQPValue::LongString(LongString::from("webhook")))
+    );
+    assert_eq!(
+        header(&delivery, "meeting_uuid"),
+        Some(&AMQPValue::LongString(LongString::from(
+            "4444AAAiAAAAAiAiAiiAii=="
+        )))
+    );
+    assert!(matches!(
+        header(&delivery, "received_at"),
+        Some(AMQPValue::LongLongInt(at)) if (at / 1000 - unix_now()).abs() < 60
+    ));
+}
+
+#[tokio::test]
+async fn an_accounts_own_path_accepts_its_token_and_binds_the_event_to_it() {
+    let mut app = TestApp::spawn().await;
+    let body = recording_completed("own-path");
+    let response = app
+        .post_signed_to(
+            "/zoom/webhook/acme",
+            ACME_PREVIOUS_TOKEN,
+            unix_now(),
+            &body,
+            None,
+        )
+        .await;
+    assert_eq!(response.status(), 200);
+    let delivery = app.tap.next(WAIT).await.expect("stored");
+    assert_eq!(delivery.data, body.as_bytes());
+    assert_eq!(
+        header(&delivery, "account"),
+        Some(&AMQPValue::LongString(LongString::from("acme")))
+    );
+}
+
+#[tokio::test]
+async fn a_delivery_replayed_within_the_window_is_stored_once() {
+    let mut app = TestApp::spawn().await;
+    let body = recording_completed("replayed");
+    let at = unix_now();
+    let first = app.post_signed_at(ACME_TOKEN, at, &body, None).await;
+    assert_eq!(first.status(), 200);
+    // The same bytes and signature again: a captured request replayed.
+    let again = app.post_signed_at(ACME_TOKEN, at, &body, None).await;
+    assert_eq!(again.status(), 200);
+    let answer: Value = again.json().await.expect("JSON");
+    assert_eq!(answer["status"], "duplicate");
+    // Zoom's own retry is a new delivery (a new timestamp): stored.
+    let retry = app.post_signed_at(ACME_TOKEN, at + 1, &body, None).await;
+    assert_eq!(retry.status(), 200);
+    let marker = recording_completed("after-replay");
+    assert_eq!(app.post_signed(ACME_TOKEN, &marker).await.status(), 200);
+    let mut stored = Vec::new();
+    while let Some(delivery) = app.tap.next(WAIT).await {
+        let done = delivery.data == marker.as_bytes();
+        stored.push(delivery.data);
+        if done {
+            break;
+        }
+    }
+    assert_eq!(stored.len(), 3, "the original, Zoom's retry, the marker");
+}
+
+#[tokio::test]
+async fn a_slow_body_is_cut_off_at_its_deadline() {
+    let app = TestApp::spawn_configured(TestOptions::default(), |settings| {
+        settings.ingress.body_timeout = Duration::from_millis(500);
+    })
+    .await;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let address = app.address.trim_start_matches("http://").to_owned();
+    let mut socket = tokio::net::TcpStream::connect(&address)
+        .await
+        .expect("connect");
+    let now = unix_now();
+    let head = format!(
+        "POST /zoom/webhook HTTP/1.1\r\nhost: {address}\r\ncontent-type: application/json\r\n\
+         content-length: 60000\r\nx-zm-request-timestamp: {now}\r\nx-zm-signature: v0={}\r\n\r\n{{\"event\"",
+        "0".repeat(64)
+    );
+    socket.write_all(head.as_bytes()).await.expect("head");
+    // Nothing more is sent: the ingress answers when the deadline passes, not before the
+    // sender gives up.
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(10), socket.read_to_end(&mut answer)).await;
+    assert!(
+        read.is_ok(),
+        "the connection was not closed by the deadline"
+    );
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("body_timeout"), "{answer}");
 }
 
 #[tokio::test]
@@ -253,6 +348,42 @@ async fn each_rejection_answers_its_code_and_publishes_nothing() {
             app.http.post(app.url("/webhook")).body(body.clone()),
             (404, "not_found"),
         ),
+        (
+            "signature of the wrong form, refused before the body",
+            app.http
+                .post(app.url("/zoom/webhook"))
+                .header("x-zm-request-timestamp", now.to_string())
+                .header("x-zm-signature", "v0=not-hex")
+                .body(body.clone()),
+            (401, "invalid_signature"),
+        ),
+        (
+            "an account's own path with another account's token",
+            app.http
+                .post(app.url("/zoom/webhook/acme"))
+                .header("x-zm-request-timestamp", now.to_string())
+                .header("x-zm-signature", signed(GLOBEX_TOKEN, now, &body))
+                .body(body.clone()),
+            (401, "invalid_signature"),
+        ),
+        (
+            "an account that is not configured",
+            app.http
+                .post(app.url("/zoom/webhook/initech"))
+                .header("x-zm-request-timestamp", now.to_string())
+                .header("x-zm-signature", signed(ACME_TOKEN, now, &body))
+                .body(body.clone()),
+            (404, "unknown_account"),
+        ),
+        (
+            "signed by globex, naming acme's account",
+            app.http
+                .post(app.url("/zoom/webhook"))
+                .header("x-zm-request-timestamp", now.to_string())
+                .header("x-zm-signature", signed(GLOBEX_TOKEN, now, &body))
+                .body(body.clone()),
+            (403, "account_mismatch"),
+        ),
     ];
     for (name, request, expected) in cases {
         let response = request.send().await.expect("sent");
@@ -269,19 +400,12 @@ async fn each_rejection_answers_its_code_and_publishes_nothing() {
         "a rejected request reached the broker"
     );
 
-    let metrics = app
-        .http
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = app.metrics().await;
     for outcome in [
         "invalid_signature",
         "stale_timestamp",
         "body_too_large",
+        "account_mismatch",
         "accepted",
     ] {
         assert!(
@@ -290,6 +414,35 @@ async fn each_rejection_answers_its_code_and_publishes_nothing() {
         );
     }
     assert!(metrics.contains("zoom_relay_ingress_events_total{event=\"recording.completed\"} 1"));
+}
+
+#[tokio::test]
+async fn a_verified_event_naming_another_account_is_refused_and_not_stored() {
+    let mut app = TestApp::spawn().await;
+    // Signed with acme's token, naming globex: in the payload or in the object.
+    let forged = [
+        json!({
+            "event": "recording.completed",
+            "payload": { "account_id": "globex-account-id", "object": { "uuid": "globex-meeting==" } }
+        }),
+        json!({
+            "event": "recording.completed",
+            "payload": { "account_id": "acme-account-id",
+                         "object": { "uuid": "globex-meeting==", "account_id": "globex-account-id" } }
+        }),
+    ];
+    for body in forged {
+        let response = app.post_signed(ACME_TOKEN, &body.to_string()).await;
+        assert_eq!(
+            error_code(response).await,
+            (403, "account_mismatch".into()),
+            "{body}"
+        );
+    }
+    let marker = recording_completed("after-forgery");
+    assert_eq!(app.post_signed(ACME_TOKEN, &marker).await.status(), 200);
+    let first = app.tap.next(WAIT).await.expect("marker");
+    assert_eq!(first.data, marker.as_bytes(), "a forged event was stored");
 }
 
 #[tokio::test]
@@ -318,7 +471,7 @@ async fn archive_stream_holds_every_verified_event() {
         .map(|n| recording_completed(&format!("archived-{n}")))
         .collect();
     for body in &bodies {
-        assert_eq!(app.post_signed(GLOBEX_TOKEN, body).await.status(), 200);
+        assert_eq!(app.post_signed(ACME_TOKEN, body).await.status(), 200);
     }
 
     let connection = Connection::connect(&broker_url(), ConnectionProperties::default())

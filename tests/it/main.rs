@@ -5,5 +5,6 @@ mod broker_outage;
 mod helpers;
 mod ingress;
 mod pipeline;
+mod topology;
 mod zoom_client;
 mod zoom_end_to_end;

@@ -1,131 +1,118 @@
 //! The whole pipeline: simulator → ingress → RabbitMQ → plan → download → assemble → upload →
-//! cleanup, with temp directories as staging and destination.
+//! cleanup, with temp directories as staging and destination, built by the same composition
+//! root as `zoom-relay run`.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use relay_core::Settings;
-use relay_core::broker::{Broker, StageName};
-use relay_core::settings::DeleteAfterUpload;
+use lapin::options::BasicPublishOptions;
+use lapin::types::{AMQPValue, FieldTable};
+use lapin::{BasicProperties, Connection, ConnectionProperties};
+use relay_app::{App, Component, Settings};
+use relay_core::broker::StageName;
 use relay_core::shutdown::CancellationToken;
+use relay_pipeline::DeleteAfterUpload;
 use relay_pipeline::manifest::Manifest;
 use relay_pipeline::paths::uuid_component;
 use secrecy::SecretString;
-use serde_json::Value;
+use serde_json::{Value, json};
 use zoom_sim::{ApiFaults, CreatedMeeting, FileFaults, MeetingSpec, Simulator};
 
 use crate::helpers::proxy::TcpProxy;
 use crate::helpers::*;
 use crate::zoom_client::point_at_simulator;
 
-const WAIT: Duration = Duration::from_secs(30);
+pub const WAIT: Duration = Duration::from_secs(30);
 
-#[derive(Clone, Copy, PartialEq)]
-enum Stages {
-    All,
-    AllButDownload,
-}
-
-struct TestPipeline {
-    settings: Settings,
-    sim: String,
-    http: reqwest::Client,
-    ingress: String,
-    destination: tempfile::TempDir,
-    _staging: tempfile::TempDir,
-    shutdown: CancellationToken,
-    broker_shutdown: CancellationToken,
+pub struct TestPipeline {
+    pub settings: Settings,
+    pub sim: String,
+    pub http: reqwest::Client,
+    pub ingress: String,
+    pub admin: String,
+    pub destination: tempfile::TempDir,
+    pub staging: tempfile::TempDir,
+    pub shutdown: CancellationToken,
+    sim_shutdown: CancellationToken,
 }
 
 impl Drop for TestPipeline {
     fn drop(&mut self) {
         self.shutdown.cancel();
-        self.broker_shutdown.cancel();
-        let topology = relay_core::broker::Topology::new(&self.settings);
-        delete_topology(topology.queues(), topology.events_exchange());
+        self.sim_shutdown.cancel();
+        delete_topology(&topology(&self.settings), &[]);
     }
 }
 
-fn spawn_stages(
-    settings: &Settings,
-    broker: &Broker,
-    shutdown: &CancellationToken,
-    stages: Stages,
-) {
-    let run = |stage: StageName| {
-        let (settings, broker, shutdown) = (settings.clone(), broker.clone(), shutdown.clone());
-        async move {
-            let result = match stage {
-                StageName::Plan | StageName::Download => {
-                    relay_download::run(&settings, broker, shutdown).await
-                }
-                StageName::Assemble => relay_assemble::run(&settings, broker, shutdown).await,
-                StageName::Upload => relay_upload::run(&settings, broker, shutdown).await,
-                StageName::Cleanup => relay_cleanup::run(&settings, broker, shutdown).await,
-            };
-            result.expect("stage starts");
-        }
-    };
-    if stages == Stages::All {
-        tokio::spawn(run(StageName::Download));
+/// The settings of a pipeline on its own namespace, temp staging and destinations.
+pub fn pipeline_settings(staging: &Path, destination: &Path) -> Settings {
+    let mut settings = test_settings(&unique_namespace(), &TestOptions::default());
+    settings.sim.listen = "127.0.0.1:0".parse().expect("address");
+    settings.pipeline.staging =
+        relay_storage::StoreUrl::new(format!("file://{}", staging.display()));
+    settings.pipeline.retry_delays = vec![
+        Duration::from_millis(100).into(),
+        Duration::from_millis(300).into(),
+    ];
+    settings.pipeline.max_attempts = 5;
+    settings.pipeline.drain_timeout = Duration::from_secs(2);
+    for account in &mut settings.accounts {
+        account.destination = relay_storage::StoreUrl::new(format!(
+            "file://{}/{}",
+            destination.display(),
+            account.name
+        ));
     }
-    for stage in [StageName::Assemble, StageName::Upload, StageName::Cleanup] {
-        tokio::spawn(run(stage));
-    }
+    settings
 }
 
 impl TestPipeline {
-    async fn start(configure: impl FnOnce(&mut Settings)) -> Self {
-        Self::start_with(Stages::All, configure).await
+    pub async fn start(configure: impl FnOnce(&mut Settings)) -> Self {
+        Self::start_with(&Component::ALL, configure).await
     }
 
-    async fn start_with(stages: Stages, configure: impl FnOnce(&mut Settings)) -> Self {
+    pub async fn start_with(
+        components: &[Component],
+        configure: impl FnOnce(&mut Settings),
+    ) -> Self {
         init_test_log();
         let staging = tempfile::tempdir().expect("staging dir");
         let destination = tempfile::tempdir().expect("destination dir");
-        let mut settings = test_settings(&unique_namespace(), &TestOptions::default());
-        settings.sim.listen = "127.0.0.1:0".parse().expect("address");
-        settings.pipeline.staging = format!("file://{}", staging.path().display());
-        settings.pipeline.retry_delays = vec![
-            Duration::from_millis(100).into(),
-            Duration::from_millis(300).into(),
-        ];
-        settings.pipeline.max_attempts = 5;
-        settings.pipeline.drain_timeout = Duration::from_secs(2);
-        for account in &mut settings.accounts {
-            account.destination =
-                format!("file://{}/{}", destination.path().display(), account.name);
-        }
+        let mut settings = pipeline_settings(staging.path(), destination.path());
         configure(&mut settings);
-        let simulator = Simulator::build(&settings).expect("simulator");
+        let simulator =
+            Simulator::build(&settings.sim, relay_app::sim_accounts(&settings)).expect("simulator");
         let sim = simulator.base_url();
         point_at_simulator(&mut settings, &sim);
-        let shutdown = CancellationToken::new();
-        tokio::spawn(simulator.run(shutdown.clone()));
+        let sim_shutdown = CancellationToken::new();
+        tokio::spawn(simulator.run(sim_shutdown.clone()));
 
-        let broker_shutdown = CancellationToken::new();
-        let broker = Broker::start(&settings, broker_shutdown.clone());
+        let app = App::build(settings.clone(), components).expect("the pipeline starts");
         assert!(
-            broker.wait_ready(Duration::from_secs(15)).await,
+            app.broker().wait_ready(Duration::from_secs(15)).await,
             "broker ready"
         );
-        let ingress = relay_ingress::Ingress::build(&settings, broker.clone()).expect("ingress");
-        let ingress_url = format!("http://127.0.0.1:{}/zoom/webhook", ingress.port());
-        tokio::spawn(ingress.run(shutdown.clone()));
-        spawn_stages(&settings, &broker, &shutdown, stages);
+        let ingress = format!(
+            "http://127.0.0.1:{}/zoom/webhook",
+            app.ingress_port().expect("ingress")
+        );
+        let admin = format!("http://127.0.0.1:{}", app.admin_port());
+        let shutdown = CancellationToken::new();
+        tokio::spawn(app.run(shutdown.clone()));
         Self {
             settings,
             sim,
             http: reqwest::Client::new(),
-            ingress: ingress_url,
+            ingress,
+            admin,
             destination,
-            _staging: staging,
+            staging,
             shutdown,
-            broker_shutdown,
+            sim_shutdown,
         }
     }
 
-    async fn create(&self, spec: &MeetingSpec) -> CreatedMeeting {
+    pub async fn create(&self, spec: &MeetingSpec) -> CreatedMeeting {
         let response = self
             .http
             .post(format!("{}/_sim/meetings", self.sim))
@@ -137,11 +124,47 @@ impl TestPipeline {
         response.json().await.expect("created")
     }
 
-    async fn send(&self, event: &Value) {
+    /// Serves a real event body captured from Zoom; returns the body to send.
+    pub async fn import(&self, fixture: &str, account: &str) -> zoom_sim::ImportedFixture {
+        let path = format!(
+            "{}/../../shared/fixtures/zoom-real/{fixture}",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let event: Value = serde_json::from_str(&std::fs::read_to_string(&path).expect(&path))
+            .expect("fixture JSON");
+        let response = self
+            .http
+            .post(format!("{}/_sim/fixtures", self.sim))
+            .json(&json!({ "account": account, "event": event }))
+            .send()
+            .await
+            .expect("sim");
+        assert_eq!(response.status(), 201, "{:?}", response.text().await);
+        response.json().await.expect("imported")
+    }
+
+    /// Zoom finishes the transcript it held back; the event it then sends.
+    pub async fn release_transcript(&self, uuid: &str) -> Value {
+        self.http
+            .post(format!("{}/_sim/release", self.sim))
+            .json(&json!({ "uuid": uuid }))
+            .send()
+            .await
+            .expect("sim")
+            .json()
+            .await
+            .expect("event")
+    }
+
+    pub async fn send(&self, event: &Value) {
+        self.send_as(ACME_TOKEN, event).await;
+    }
+
+    pub async fn send_as(&self, secret: &str, event: &Value) {
         let delivery = zoom_sim::send::post_signed(
             &self.http,
             &self.ingress,
-            &SecretString::from(ACME_TOKEN),
+            &SecretString::from(secret),
             &event.to_string(),
         )
         .await
@@ -149,7 +172,7 @@ impl TestPipeline {
         assert_eq!(delivery.status, 200, "{}", delivery.body);
     }
 
-    async fn sim_get(&self, path: &str) -> Value {
+    pub async fn sim_get(&self, path: &str) -> Value {
         self.http
             .get(format!("{}{path}", self.sim))
             .send()
@@ -160,7 +183,7 @@ impl TestPipeline {
             .expect("json")
     }
 
-    async fn deletions(&self) -> Vec<Value> {
+    pub async fn deletions(&self) -> Vec<Value> {
         self.sim_get("/_sim/deletions")
             .await
             .as_array()
@@ -168,7 +191,46 @@ impl TestPipeline {
             .unwrap_or_default()
     }
 
-    fn meeting_dir(&self, uuid: &str) -> Option<PathBuf> {
+    pub async fn metrics(&self) -> String {
+        self.http
+            .get(format!("{}/metrics", self.admin))
+            .send()
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("text")
+    }
+
+    /// Whether no stage holds or waits for work: every stage queue empty and nothing in flight,
+    /// three looks in a row (a message moves between a queue and a handler in between).
+    pub async fn quiet(&self) -> bool {
+        let topology = topology(&self.settings);
+        for _ in 0..3 {
+            let metrics = self.metrics().await;
+            for stage in StageName::ALL {
+                let in_flight = metric_value(
+                    &metrics,
+                    &format!("zoom_relay_stage_in_flight{{stage=\"{}\"}}", stage.as_str()),
+                );
+                if in_flight > 0.0 || queue_length(&topology.stage_queue(stage)).await > 0 {
+                    return false;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        true
+    }
+
+    /// How many messages `stage` finished with `outcome` (ok, retried, waiting).
+    pub async fn handled(&self, stage: &str, outcome: &str) -> f64 {
+        metric_value(
+            &self.metrics().await,
+            &format!("zoom_relay_stage_messages_total{{stage=\"{stage}\",outcome=\"{outcome}\"}}"),
+        )
+    }
+
+    pub fn meeting_dir(&self, uuid: &str) -> Option<PathBuf> {
         find_files(self.destination.path())
             .into_iter()
             .find(|path| {
@@ -178,12 +240,16 @@ impl TestPipeline {
             .and_then(|path| path.parent().map(Path::to_path_buf))
     }
 
-    fn manifest(&self, uuid: &str) -> Option<Manifest> {
+    pub fn manifest(&self, uuid: &str) -> Option<Manifest> {
         let dir = self.meeting_dir(uuid)?;
         serde_json::from_slice(&std::fs::read(dir.join("meeting.json")).ok()?).ok()
     }
 
-    async fn wait_for_manifest(&self, uuid: &str, done: impl Fn(&Manifest) -> bool) -> Manifest {
+    pub async fn wait_for_manifest(
+        &self,
+        uuid: &str,
+        done: impl Fn(&Manifest) -> bool,
+    ) -> Manifest {
         let found = eventually(WAIT, || async {
             self.manifest(uuid).is_some_and(|m| done(&m))
         })
@@ -196,12 +262,43 @@ impl TestPipeline {
         self.manifest(uuid).expect("manifest")
     }
 
-    fn dead_letters(&self, stage: StageName) -> String {
-        relay_core::broker::Topology::new(&self.settings).dead_letter_queue(stage)
+    pub fn dead_letters(&self, stage: StageName) -> String {
+        topology(&self.settings).dead_letter_queue(stage)
+    }
+
+    /// Publishes straight to a stage's queue, as someone with broker access could.
+    pub async fn publish_by_hand(&self, stage: StageName, body: &Value, headers: FieldTable) {
+        publish_to_stage(&self.settings, stage, body, headers).await;
     }
 }
 
-fn find_files(root: &Path) -> Vec<PathBuf> {
+/// Publishes `body` straight to `stage`'s queue of the namespace `settings` name.
+pub async fn publish_to_stage(
+    settings: &Settings,
+    stage: StageName,
+    body: &Value,
+    headers: FieldTable,
+) {
+    let connection = Connection::connect(&broker_url(), ConnectionProperties::default())
+        .await
+        .expect("connect");
+    let channel = connection.create_channel().await.expect("channel");
+    channel
+        .basic_publish(
+            "".into(),
+            topology(settings).stage_queue(stage).as_str().into(),
+            BasicPublishOptions::default(),
+            body.to_string().as_bytes(),
+            BasicProperties::default().with_headers(headers),
+        )
+        .await
+        .expect("published")
+        .await
+        .expect("sent");
+    let _ = connection.close(200, "done".into()).await;
+}
+
+pub fn find_files(root: &Path) -> Vec<PathBuf> {
     let mut found = Vec::new();
     let mut pending = vec![root.to_path_buf()];
     while let Some(dir) = pending.pop() {
@@ -223,8 +320,9 @@ fn sha256_file(path: &Path) -> String {
     hex::encode(sha2::Sha256::digest(std::fs::read(path).expect("readable")))
 }
 
-/// Every file the manifest lists is at the destination with the bytes the simulator served.
-fn assert_delivered(pipeline: &TestPipeline, manifest: &Manifest, created: &CreatedMeeting) {
+/// Every file the manifest lists is at the destination, under exactly the path the manifest
+/// gives, with the bytes the simulator served.
+pub fn assert_delivered(pipeline: &TestPipeline, manifest: &Manifest, created: &CreatedMeeting) {
     let root = pipeline.destination.path().join(&manifest.account);
     for file in manifest.files() {
         let path = root.join(&file.path);
@@ -235,7 +333,22 @@ fn assert_delivered(pipeline: &TestPipeline, manifest: &Manifest, created: &Crea
     }
 }
 
-fn small(spec: MeetingSpec) -> MeetingSpec {
+fn dead_letter_code(message: &lapin::message::BasicGetMessage) -> Option<AMQPValue> {
+    message
+        .delivery
+        .properties
+        .headers()
+        .as_ref()?
+        .inner()
+        .get("x-error-code")
+        .cloned()
+}
+
+fn code(text: &str) -> Option<AMQPValue> {
+    Some(AMQPValue::LongString(text.into()))
+}
+
+pub fn small(spec: MeetingSpec) -> MeetingSpec {
     MeetingSpec {
         media_size: 1_500_000,
         ..spec
@@ -254,6 +367,8 @@ async fn delivers_a_multi_segment_meeting_byte_for_byte_with_its_manifest() {
             ],
             missing_views: vec![(1, "gallery_view".into())],
             participant_audio: 2,
+            transcript_later: false,
+            event_omits_last_segments: 1,
             ..MeetingSpec::default()
         }))
         .await;
@@ -302,7 +417,7 @@ async fn delivers_a_multi_segment_meeting_byte_for_byte_with_its_manifest() {
     assert_eq!(
         manifest.transcripts.len(),
         3,
-        "completed from the API though the event omitted them"
+        "the last segment's files come from the API though the event omitted them"
     );
     assert_eq!(manifest.chat.len(), 3);
     assert_eq!(manifest.participant_audio.len(), 2);
@@ -313,7 +428,7 @@ async fn delivers_a_multi_segment_meeting_byte_for_byte_with_its_manifest() {
         "deletion is off by default"
     );
     // Staged copies are removed once uploaded.
-    let staged: Vec<PathBuf> = find_files(pipeline._staging.path())
+    let staged: Vec<PathBuf> = find_files(pipeline.staging.path())
         .into_iter()
         .filter(|p| {
             p.parent().is_some_and(|d| d.ends_with("files"))
@@ -330,6 +445,7 @@ async fn webinars_are_delivered_and_meetings_can_be_switched_off() {
     let webinar = pipeline
         .create(&small(MeetingSpec {
             webinar: true,
+            transcript_later: false,
             ..MeetingSpec::default()
         }))
         .await;
@@ -388,32 +504,49 @@ async fn file_type_and_host_filters_choose_what_moves() {
 async fn a_later_transcript_event_updates_the_same_manifest() {
     let pipeline = TestPipeline::start(|_| {}).await;
     let created = pipeline.create(&small(MeetingSpec::default())).await;
+    let transcripts: Vec<&String> = created
+        .files
+        .iter()
+        .filter(|(_, file)| file.file_type == "TRANSCRIPT")
+        .map(|(id, _)| id)
+        .collect();
+    assert!(!transcripts.is_empty());
     pipeline.send(&created.recording_completed).await;
-    pipeline
+    let first = pipeline
+        .wait_for_manifest(&created.uuid, |m| {
+            m.files().count() == created.files.len() - transcripts.len()
+        })
+        .await;
+    assert!(
+        first.transcripts.is_empty(),
+        "Zoom had not finished the transcript yet"
+    );
+    let transcript_event = pipeline.release_transcript(&created.uuid).await;
+    pipeline.send(&transcript_event).await;
+    let manifest = pipeline
         .wait_for_manifest(&created.uuid, |m| m.files().count() == created.files.len())
         .await;
-    pipeline
-        .send(
-            created
-                .transcript_completed
-                .as_ref()
-                .expect("transcript event"),
-        )
-        .await;
-    let manifest = pipeline
-        .wait_for_manifest(&created.uuid, |m| m.source_events.len() == 2)
-        .await;
-    assert_eq!(manifest.files().count(), created.files.len());
+    assert_eq!(manifest.transcripts.len(), transcripts.len());
+    assert_eq!(
+        manifest.manifest_path, first.manifest_path,
+        "the same manifest"
+    );
+    assert_eq!(manifest.source_events.len(), 2);
     assert_delivered(&pipeline, &manifest, &created);
 }
 
 #[tokio::test]
-async fn duplicated_concurrent_and_replayed_events_make_one_copy_and_one_deletion() {
+async fn duplicated_concurrent_and_replayed_events_make_one_copy_and_delete_each_file_once() {
     let pipeline = TestPipeline::start(|settings| {
         settings.accounts[0].delete_after_upload = DeleteAfterUpload::Trash
     })
     .await;
-    let created = pipeline.create(&small(MeetingSpec::default())).await;
+    let created = pipeline
+        .create(&small(MeetingSpec {
+            transcript_later: false,
+            ..MeetingSpec::default()
+        }))
+        .await;
     // Zoom's two copies at once, from "two addresses", then the same again (a replay).
     tokio::join!(
         pipeline.send(&created.recording_completed),
@@ -421,40 +554,46 @@ async fn duplicated_concurrent_and_replayed_events_make_one_copy_and_one_deletio
         pipeline.send(&created.recording_completed),
     );
     assert!(
-        eventually(WAIT, || async { !pipeline.deletions().await.is_empty() }).await,
-        "deleted once uploaded"
+        eventually(WAIT, || async {
+            pipeline.deletions().await.len() == created.files.len()
+        })
+        .await,
+        "every file deleted once uploaded"
     );
     let manifest = pipeline.manifest(&created.uuid).expect("manifest");
     assert_delivered(&pipeline, &manifest, &created);
 
     pipeline.send(&created.recording_completed).await;
-    pipeline
-        .send(created.transcript_completed.as_ref().expect("transcript"))
-        .await;
     let settled = eventually(WAIT, || async {
         pipeline
             .manifest(&created.uuid)
             .is_some_and(|m| m.source_events.len() >= 3)
     })
     .await;
-    assert!(settled, "the replay was processed");
+    assert!(settled, "the later event was processed");
     let files = find_files(pipeline.destination.path());
     assert_eq!(
         files.len(),
         created.files.len() + 1,
         "one copy of each file and one manifest: {files:?}"
     );
-    // Let any straggling duplicate reach cleanup before counting deletions.
-    let drained = eventually(WAIT, || async {
-        let queues = relay_core::broker::Topology::new(&pipeline.settings);
-        drain_queue(&queues.stage_queue(StageName::Cleanup))
-            .await
-            .is_empty()
+    // Every scheduled cleanup ran (each upload schedules one) before deletions are counted.
+    let settled = eventually(WAIT, || async {
+        let uploads = pipeline.handled("upload", "ok").await;
+        uploads > 0.0 && pipeline.handled("cleanup", "ok").await >= uploads
     })
     .await;
-    assert!(drained);
-    let deletions = pipeline.deletions().await;
-    assert_eq!(deletions.len(), 1, "{deletions:?}");
+    assert!(settled, "cleanups still pending");
+    let mut deleted: Vec<String> = pipeline
+        .deletions()
+        .await
+        .iter()
+        .map(|d| d["file_id"].as_str().expect("per file").to_owned())
+        .collect();
+    deleted.sort();
+    let mut expected: Vec<String> = created.files.keys().cloned().collect();
+    expected.sort();
+    assert_eq!(deleted, expected, "each file deleted exactly once");
 }
 
 #[tokio::test]
@@ -476,17 +615,7 @@ async fn a_deleted_file_served_as_html_is_never_stored_and_nothing_is_deleted() 
     let dead = wait_for_messages(&pipeline.dead_letters(StageName::Download), 4, WAIT).await;
     assert_eq!(dead.len(), 4, "every MP4 task dead-lettered");
     for message in &dead {
-        let headers = message
-            .delivery
-            .properties
-            .headers()
-            .clone()
-            .expect("headers");
-        let code = headers.inner().get("x-error-code").expect("error code");
-        assert_eq!(
-            code,
-            &lapin::types::AMQPValue::LongString("html_instead_of_file".into())
-        );
+        assert_eq!(dead_letter_code(message), code("html_instead_of_file"));
     }
     assert!(
         pipeline.meeting_dir(&created.uuid).is_none(),
@@ -525,19 +654,11 @@ async fn a_404_file_is_dead_lettered_after_the_bounded_retries_with_the_reason()
         .clone()
         .expect("headers");
     let get = |key: &str| headers.inner().get(key).cloned();
-    assert_eq!(
-        get("x-error-code"),
-        Some(lapin::types::AMQPValue::LongString("file_not_found".into()))
-    );
-    assert_eq!(
-        get("x-attempt"),
-        Some(lapin::types::AMQPValue::LongLongInt(3))
-    );
-    assert_eq!(
-        get("x-stage"),
-        Some(lapin::types::AMQPValue::LongString("download".into()))
-    );
-    let downloads = sim_requests(&pipeline.http, &pipeline.sim, "/rec/download/")
+    assert_eq!(get("x-error-code"), code("file_not_found"));
+    assert_eq!(get("x-attempt"), Some(AMQPValue::LongLongInt(3)));
+    assert_eq!(get("x-stage"), code("download"));
+    assert_eq!(get("account"), code("acme"), "the binding stays with it");
+    let downloads = sim_requests(&pipeline.http, &pipeline.sim, "/rec/")
         .await
         .into_iter()
         .filter(|(_, _, status)| *status == 404)
@@ -547,8 +668,11 @@ async fn a_404_file_is_dead_lettered_after_the_bounded_retries_with_the_reason()
 
 #[tokio::test]
 async fn recovers_from_rate_limits_server_errors_cuts_and_processing_files() {
-    let pipeline = TestPipeline::start(|_| {}).await;
-    let mut spec = small(MeetingSpec::default());
+    let pipeline = TestPipeline::start(|settings| settings.pipeline.max_attempts = 2).await;
+    let mut spec = small(MeetingSpec {
+        transcript_later: false,
+        ..MeetingSpec::default()
+    });
     spec.faults.insert(
         "MP4".into(),
         FileFaults {
@@ -565,10 +689,11 @@ async fn recovers_from_rate_limits_server_errors_cuts_and_processing_files() {
             ..FileFaults::default()
         },
     );
+    // Still processing at Zoom for more looks than attempts allow: waiting must spend none.
     spec.faults.insert(
         "CHAT".into(),
         FileFaults {
-            processing_reads: 2,
+            processing_reads: 4,
             ..FileFaults::default()
         },
     );
@@ -602,11 +727,44 @@ async fn recovers_from_rate_limits_server_errors_cuts_and_processing_files() {
         .wait_for_manifest(&created.uuid, |m| m.files().count() == created.files.len())
         .await;
     assert_delivered(&pipeline, &manifest, &created);
+    assert!(pipeline.handled("plan", "waiting").await >= 2.0);
+}
+
+#[tokio::test]
+async fn a_file_processing_past_the_deadline_fails_with_that_reason() {
+    let pipeline = TestPipeline::start(|settings| {
+        settings.pipeline.processing_deadline = Duration::from_millis(500)
+    })
+    .await;
+    let mut spec = small(MeetingSpec {
+        segments: 1,
+        views: vec!["gallery_view".into()],
+        ..MeetingSpec::default()
+    });
+    spec.faults.insert(
+        "CHAT".into(),
+        FileFaults {
+            processing_reads: 1000,
+            ..FileFaults::default()
+        },
+    );
+    let created = pipeline.create(&spec).await;
+    pipeline.send(&created.recording_completed).await;
+    let dead = wait_for_messages(&pipeline.dead_letters(StageName::Plan), 1, WAIT).await;
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead_letter_code(&dead[0]), code("file_processing_timeout"));
 }
 
 #[tokio::test]
 async fn a_download_killed_mid_transfer_is_redelivered_and_completes() {
-    let pipeline = TestPipeline::start_with(Stages::AllButDownload, |_| {}).await;
+    let components = [
+        Component::Ingress,
+        Component::Plan,
+        Component::Assemble,
+        Component::Upload,
+        Component::Cleanup,
+    ];
+    let pipeline = TestPipeline::start_with(&components, |_| {}).await;
     let mut spec = MeetingSpec {
         segments: 1,
         views: vec!["gallery_view".into()],
@@ -636,11 +794,8 @@ async fn a_download_killed_mid_transfer_is_redelivered_and_completes() {
         .build()
         .expect("runtime");
     runtime.spawn(async move {
-        let shutdown = CancellationToken::new();
-        let broker = Broker::start(&doomed, shutdown.clone());
-        relay_download::run(&doomed, broker, shutdown)
-            .await
-            .expect("download stage");
+        let app = App::build(doomed, &[Component::Download]).expect("download stage");
+        let _ = app.run(CancellationToken::new()).await;
     });
     pipeline.send(&created.recording_completed).await;
     let file_path = format!("/files/{file_id}");
@@ -662,14 +817,8 @@ async fn a_download_killed_mid_transfer_is_redelivered_and_completes() {
         .expect("faults cleared");
 
     // A second downloader gets the redelivered task.
-    let broker = Broker::start(&pipeline.settings, pipeline.broker_shutdown.clone());
-    let settings = pipeline.settings.clone();
-    let shutdown = pipeline.shutdown.clone();
-    tokio::spawn(async move {
-        relay_download::run(&settings, broker, shutdown)
-            .await
-            .expect("download stage")
-    });
+    let second = App::build(pipeline.settings.clone(), &[Component::Download]).expect("download");
+    tokio::spawn(second.run(pipeline.shutdown.clone()));
     let manifest = pipeline
         .wait_for_manifest(&created.uuid, |m| m.files().count() == 1)
         .await;
@@ -690,29 +839,37 @@ async fn deletes_only_after_verified_upload_and_never_when_off() {
         settings.accounts[1].delete_after_upload = DeleteAfterUpload::Off;
     })
     .await;
-    let deleting = pipeline.create(&small(MeetingSpec::default())).await;
+    let deleting = pipeline
+        .create(&small(MeetingSpec {
+            transcript_later: false,
+            ..MeetingSpec::default()
+        }))
+        .await;
     let keeping = pipeline
         .create(&small(MeetingSpec {
             account: Some("globex".into()),
+            transcript_later: false,
             ..MeetingSpec::default()
         }))
         .await;
     pipeline.send(&deleting.recording_completed).await;
-    let globex = zoom_sim::send::post_signed(
-        &pipeline.http,
-        &pipeline.ingress,
-        &SecretString::from(GLOBEX_TOKEN),
-        &keeping.recording_completed.to_string(),
-    )
-    .await
-    .expect("posted");
-    assert_eq!(globex.status, 200);
+    pipeline
+        .send_as(GLOBEX_TOKEN, &keeping.recording_completed)
+        .await;
 
-    assert!(eventually(WAIT, || async { !pipeline.deletions().await.is_empty() }).await);
+    assert!(
+        eventually(WAIT, || async {
+            pipeline.deletions().await.len() == deleting.files.len()
+        })
+        .await
+    );
     let deletions = pipeline.deletions().await;
-    assert_eq!(deletions.len(), 1);
-    assert_eq!(deletions[0]["meeting_uuid"], deleting.uuid.as_str());
-    assert_eq!(deletions[0]["action"], "delete");
+    assert!(
+        deletions
+            .iter()
+            .all(|d| d["meeting_uuid"] == deleting.uuid.as_str() && d["action"] == "delete"),
+        "{deletions:?}"
+    );
     // At the moment of deletion, everything was at the destination (cleanup verifies first).
     let manifest = pipeline
         .manifest(&deleting.uuid)
@@ -722,59 +879,19 @@ async fn deletes_only_after_verified_upload_and_never_when_off() {
     pipeline
         .wait_for_manifest(&keeping.uuid, |m| m.files().count() == keeping.files.len())
         .await;
-    let cleanup_queue =
-        relay_core::broker::Topology::new(&pipeline.settings).stage_queue(StageName::Cleanup);
-    assert!(
-        drain_queue(&cleanup_queue).await.is_empty(),
-        "no cleanup is even scheduled when off"
+    // Both meetings were uploaded; only the deleting account's upload scheduled a cleanup.
+    let counted = eventually(WAIT, || async {
+        pipeline.handled("upload", "ok").await >= 2.0
+            && pipeline.handled("cleanup", "ok").await >= 1.0
+    })
+    .await;
+    assert!(counted);
+    assert_eq!(
+        pipeline.handled("cleanup", "ok").await,
+        pipeline.handled("upload", "ok").await - 1.0,
+        "no cleanup is scheduled for an account that does not delete"
     );
-    assert_eq!(pipeline.deletions().await.len(), 1);
-}
-
-#[tokio::test]
-async fn copies_between_stores_in_parts_and_leaves_nothing_half_written() {
-    use object_store::ObjectStoreExt;
-    use relay_pipeline::storage::{Location, copy_streaming};
-    let options = Default::default();
-    let source = Location::parse("memory:///", &options).expect("memory store");
-    let dir = tempfile::tempdir().expect("dir");
-    let target =
-        Location::parse(&format!("file://{}", dir.path().display()), &options).expect("file store");
-    assert!(!source.same_store_as(&target));
-
-    // 12 MB: three multipart parts.
-    let bytes: Vec<u8> = (0..12_000_000u32)
-        .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
-        .collect();
-    let from = source.path("staged/file");
-    source
-        .store
-        .put(&from, bytes.clone().into())
-        .await
-        .expect("staged");
-    let to = target.path("meeting/1-gallery_view.mp4");
-    let (sent, sha256) = copy_streaming(&source, &from, &target, &to, bytes.len() as u64)
-        .await
-        .expect("copied");
-    assert_eq!(sent, bytes.len() as u64);
-    use sha2::Digest;
-    assert_eq!(sha256, hex::encode(sha2::Sha256::digest(&bytes)));
-    assert_eq!(target.digest(&to).await.expect("read back"), (sent, sha256));
-
-    // A copy that fails (its source is gone) leaves no object and no stray part behind.
-    let missing = source.path("staged/missing");
-    let failed = target.path("meeting/2-gallery_view.mp4");
-    assert!(
-        copy_streaming(&source, &missing, &target, &failed, 1)
-            .await
-            .is_err()
-    );
-    assert_eq!(target.exists_with_size(&failed).await.expect("head"), None);
-    let leftovers: Vec<PathBuf> = find_files(dir.path())
-        .into_iter()
-        .filter(|p| !p.ends_with("1-gallery_view.mp4"))
-        .collect();
-    assert!(leftovers.is_empty(), "{leftovers:?}");
+    assert_eq!(pipeline.deletions().await.len(), deleting.files.len());
 }
 
 #[tokio::test]
@@ -783,7 +900,10 @@ async fn stages_resume_after_the_broker_connection_drops_mid_work() {
     let url = proxy.amqp_url();
     let pipeline =
         TestPipeline::start(|settings| settings.amqp.url = SecretString::from(url)).await;
-    let mut spec = small(MeetingSpec::default());
+    let mut spec = small(MeetingSpec {
+        transcript_later: false,
+        ..MeetingSpec::default()
+    });
     spec.faults.insert(
         "MP4".into(),
         FileFaults {
@@ -869,21 +989,419 @@ async fn joins_each_views_segments_into_one_file_when_asked() {
 
 #[tokio::test]
 async fn assemble_refuses_to_start_when_concat_is_on_and_ffmpeg_is_missing() {
-    let mut settings = test_settings(&unique_namespace(), &TestOptions::default());
     let staging = tempfile::tempdir().expect("dir");
-    settings.pipeline.staging = format!("file://{}", staging.path().display());
-    settings.accounts[0].destination = settings.pipeline.staging.clone();
+    let destination = tempfile::tempdir().expect("dir");
+    let mut settings = pipeline_settings(staging.path(), destination.path());
     settings.accounts[0].concat_media = true;
     settings.pipeline.ffmpeg = "/nonexistent/ffmpeg".into();
-    let shutdown = CancellationToken::new();
-    let broker = Broker::start(&settings, shutdown.clone());
-    let error = relay_assemble::run(&settings, broker, shutdown.clone())
-        .await
-        .expect_err("refused");
-    shutdown.cancel();
+    let error = App::build(settings, &[Component::Assemble])
+        .err()
+        .expect("refused");
     let message = error.to_string();
     assert!(
         message.contains("acme") && message.contains("ffmpeg"),
         "{message}"
     );
+}
+
+// ---- Trust boundaries ----------------------------------------------------------------------
+
+#[tokio::test]
+async fn an_event_signed_for_one_account_never_acts_on_another_accounts_recording() {
+    let pipeline = TestPipeline::start(|settings| {
+        for account in &mut settings.accounts {
+            account.delete_after_upload = DeleteAfterUpload::Delete;
+        }
+    })
+    .await;
+    let victim = pipeline
+        .create(&small(MeetingSpec {
+            account: Some("globex".into()),
+            transcript_later: false,
+            ..MeetingSpec::default()
+        }))
+        .await;
+    let attacker = pipeline
+        .create(&small(MeetingSpec {
+            transcript_later: false,
+            ..MeetingSpec::default()
+        }))
+        .await;
+    // acme's event rewritten to name globex's account, meeting and files, pointing at acme's
+    // bytes: what a holder of acme's secret token could sign.
+    let mut forged = attacker.recording_completed.clone();
+    forged["payload"]["account_id"] = json!("globex-account-id");
+    let object = forged["payload"]["object"].as_object_mut().expect("object");
+    object.insert("account_id".into(), json!("globex-account-id"));
+    object.insert("uuid".into(), json!(victim.uuid));
+    let victim_files: Vec<String> = victim.files.keys().cloned().collect();
+    for (file, victim_id) in object["recording_files"]
+        .as_array_mut()
+        .expect("files")
+        .iter_mut()
+        .zip(&victim_files)
+    {
+        file["id"] = json!(victim_id);
+    }
+    // 1. Through the ingress, signed with acme's token: refused, nothing stored.
+    let refused = zoom_sim::send::post_signed(
+        &pipeline.http,
+        &pipeline.ingress,
+        &SecretString::from(ACME_TOKEN),
+        &forged.to_string(),
+    )
+    .await
+    .expect("posted");
+    assert_eq!(refused.status, 403, "{}", refused.body);
+    // 2. As if the ingress's check were bypassed: bound to acme, it reaches plan, which refuses.
+    let acme = relay_core::Binding::new("acme", "acme-account-id", relay_core::Origin::Webhook);
+    pipeline
+        .publish_by_hand(StageName::Plan, &forged, acme.to_headers())
+        .await;
+    // 3. Without the account ids: the ingress cannot compare them; it acts for acme only.
+    let mut anonymous = forged.clone();
+    anonymous["payload"]
+        .as_object_mut()
+        .expect("payload")
+        .remove("account_id");
+    anonymous["payload"]["object"]
+        .as_object_mut()
+        .expect("object")
+        .remove("account_id");
+    pipeline.send(&anonymous).await;
+    // A marker meeting of acme's, sent after: once it is deleted, the forgeries are done too.
+    let marker = pipeline
+        .create(&small(MeetingSpec {
+            transcript_later: false,
+            segments: 1,
+            ..MeetingSpec::default()
+        }))
+        .await;
+    pipeline.send(&marker.recording_completed).await;
+    let dead = wait_for_messages(&pipeline.dead_letters(StageName::Plan), 1, WAIT).await;
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead_letter_code(&dead[0]), code("account_mismatch"));
+    assert!(
+        eventually(WAIT, || async {
+            pipeline
+                .deletions()
+                .await
+                .iter()
+                .any(|d| d["meeting_uuid"] == marker.uuid.as_str())
+        })
+        .await
+    );
+    let deletions = pipeline.deletions().await;
+    assert!(
+        deletions
+            .iter()
+            .all(|d| d["meeting_uuid"] != victim.uuid.as_str()),
+        "globex's recording was deleted: {deletions:?}"
+    );
+    let globex = pipeline.destination.path().join("globex");
+    assert!(
+        find_files(&globex).is_empty(),
+        "something landed in globex's destination"
+    );
+}
+
+#[tokio::test]
+async fn messages_without_a_verified_binding_or_for_another_account_are_refused() {
+    let pipeline = TestPipeline::start(|_| {}).await;
+    let created = pipeline.create(&small(MeetingSpec::default())).await;
+    // Published by hand without any binding.
+    pipeline
+        .publish_by_hand(
+            StageName::Plan,
+            &created.recording_completed,
+            FieldTable::default(),
+        )
+        .await;
+    // Bound to globex, but the body names acme's account.
+    let headers =
+        relay_core::Binding::new("globex", "globex-account-id", relay_core::Origin::Webhook)
+            .to_headers();
+    pipeline
+        .publish_by_hand(StageName::Plan, &created.recording_completed, headers)
+        .await;
+    // Bound to acme by name, with another Zoom id.
+    let headers =
+        relay_core::Binding::new("acme", "someone-else", relay_core::Origin::Webhook).to_headers();
+    pipeline
+        .publish_by_hand(StageName::Plan, &created.recording_completed, headers)
+        .await;
+    let dead = wait_for_messages(&pipeline.dead_letters(StageName::Plan), 3, WAIT).await;
+    let mut codes: Vec<String> = dead
+        .iter()
+        .filter_map(|message| match dead_letter_code(message)? {
+            AMQPValue::LongString(text) => Some(text.to_string()),
+            _ => None,
+        })
+        .collect();
+    codes.sort();
+    assert_eq!(
+        codes,
+        ["account_mismatch", "account_mismatch", "missing_binding"]
+    );
+    assert!(pipeline.meeting_dir(&created.uuid).is_none());
+}
+
+// ---- Failures that must not wedge a stage --------------------------------------------------
+
+#[tokio::test]
+async fn a_staging_path_that_refuses_writes_is_retried_then_dead_lettered_and_others_go_on() {
+    let pipeline = TestPipeline::start(|settings| settings.pipeline.max_attempts = 2).await;
+    let blocked = pipeline
+        .create(&small(MeetingSpec {
+            segments: 1,
+            views: vec!["gallery_view".into()],
+            audio: false,
+            transcript: false,
+            ..MeetingSpec::default()
+        }))
+        .await;
+    // Where each of this meeting's files would be staged, a directory already: reading its
+    // markers works (nothing there yet), every write of its bytes fails — the small chat file,
+    // written whole when it is finished, as well as the video.
+    let files_dir = pipeline
+        .staging
+        .path()
+        .join(relay_storage::names::identity("acme"))
+        .join(relay_storage::names::identity(&blocked.uuid))
+        .join("files");
+    for file_id in blocked.files.keys() {
+        let blocker = files_dir.join(relay_storage::names::identity(file_id));
+        std::fs::create_dir_all(blocker.join("occupied")).expect("blocker");
+    }
+    pipeline.send(&blocked.recording_completed).await;
+    let dead = wait_for_messages(
+        &pipeline.dead_letters(StageName::Download),
+        blocked.files.len(),
+        WAIT,
+    )
+    .await;
+    assert_eq!(dead.len(), blocked.files.len());
+    for message in &dead {
+        assert_eq!(dead_letter_code(message), code("storage_failed"));
+    }
+    // The stage was not wedged: another meeting goes through.
+    let next = pipeline
+        .create(&small(MeetingSpec {
+            segments: 1,
+            transcript_later: false,
+            ..MeetingSpec::default()
+        }))
+        .await;
+    pipeline.send(&next.recording_completed).await;
+    let manifest = pipeline
+        .wait_for_manifest(&next.uuid, |m| m.files().count() == next.files.len())
+        .await;
+    assert_delivered(&pipeline, &manifest, &next);
+}
+
+#[tokio::test]
+async fn a_meeting_of_300_files_is_uploaded_once_not_once_per_file() {
+    let pipeline = TestPipeline::start(|settings| {
+        // Prefetch no larger than concurrency: a message is ready, or in flight (see `quiet`).
+        settings.pipeline.download.concurrency = 8;
+        settings.pipeline.download.prefetch = 8;
+        settings.pipeline.assemble.prefetch = settings.pipeline.assemble.concurrency as u16;
+        settings.pipeline.upload.prefetch = settings.pipeline.upload.concurrency as u16;
+        // 300 files make a body of ~250 KiB, as Zoom's would be.
+        settings.ingress.max_body_bytes = 1024 * 1024;
+    })
+    .await;
+    let created = pipeline
+        .create(&MeetingSpec {
+            segments: 1,
+            views: vec!["gallery_view".into()],
+            audio: false,
+            chat: false,
+            transcript: false,
+            participant_audio: 299,
+            media_size: 8 * 1024,
+            ..MeetingSpec::default()
+        })
+        .await;
+    assert_eq!(created.files.len(), 300);
+    pipeline.send(&created.recording_completed).await;
+    let manifest = pipeline
+        .wait_for_manifest(&created.uuid, |m| m.files().count() == 300)
+        .await;
+    assert_delivered(&pipeline, &manifest, &created);
+    let settled = eventually(WAIT, || async {
+        pipeline.handled("download", "ok").await >= 300.0 && pipeline.quiet().await
+    })
+    .await;
+    assert!(settled, "the pipeline never went quiet");
+    let uploads = pipeline.handled("upload", "ok").await;
+    let assemblies = pipeline.handled("assemble", "ok").await;
+    assert!(
+        (1.0..=4.0).contains(&uploads),
+        "{uploads} upload runs for one meeting"
+    );
+    assert!(
+        assemblies <= 8.0,
+        "{assemblies} assemblies: only a file that completes the meeting triggers one"
+    );
+}
+
+// ---- Names and real shapes -----------------------------------------------------------------
+
+#[tokio::test]
+async fn non_latin_long_and_hostile_topics_land_under_the_paths_their_manifest_gives() {
+    let pipeline = TestPipeline::start(|_| {}).await;
+    let topics = [
+        "Совещание отдела разработки и планирования на следующий квартал".to_owned(),
+        "x".repeat(200),
+        "CON".to_owned(),
+        "report\u{202E}4pm.exe [v2] ~draft~ 50% #1".to_owned(),
+    ];
+    let mut meetings = Vec::new();
+    for topic in &topics {
+        let created = pipeline
+            .create(&small(MeetingSpec {
+                topic: topic.clone(),
+                segments: 1,
+                transcript_later: false,
+                ..MeetingSpec::default()
+            }))
+            .await;
+        pipeline.send(&created.recording_completed).await;
+        meetings.push(created);
+    }
+    for created in &meetings {
+        let manifest = pipeline
+            .wait_for_manifest(&created.uuid, |m| m.files().count() == created.files.len())
+            .await;
+        assert_delivered(&pipeline, &manifest, created);
+        for path in manifest
+            .files()
+            .map(|f| f.path.as_str())
+            .chain([manifest.manifest_path.as_str()])
+        {
+            for part in path.split('/') {
+                assert!(part.len() <= 255, "{} bytes: {part}", part.len());
+                assert!(!part.contains('\u{202E}'), "{part}");
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn real_events_of_2019_and_2023_shapes_land() {
+    let pipeline = TestPipeline::start(|_| {}).await;
+    // 2019: a TIMELINE with a download URL but no id, status or size. 2023: a non-Latin,
+    // bracketed topic, a TIMELINE with JSON extension, a real (expired) download token.
+    for fixture in [
+        "zoomdocs2019-recording.completed.json",
+        "supra-2023-recording.completed.json",
+    ] {
+        let imported = pipeline.import(fixture, "acme").await;
+        pipeline.send(&imported.event).await;
+        let uuid = imported.event["payload"]["object"]["uuid"]
+            .as_str()
+            .expect("uuid")
+            .to_owned();
+        let manifest = pipeline
+            .wait_for_manifest(&uuid, |m| m.files().count() == imported.files.len())
+            .await;
+        let root = pipeline.destination.path().join("acme");
+        let mut served: Vec<&String> = imported.files.values().map(|f| &f.sha256).collect();
+        let mut landed: Vec<String> = manifest
+            .files()
+            .map(|file| sha256_file(&root.join(&file.path)))
+            .collect();
+        served.sort();
+        landed.sort();
+        assert_eq!(
+            landed.iter().collect::<Vec<_>>(),
+            served,
+            "{fixture}: every file, byte for byte, under its manifest path"
+        );
+        assert_eq!(manifest.topic, imported.event["payload"]["object"]["topic"]);
+    }
+}
+
+// ---- The consumer loop ---------------------------------------------------------------------
+
+mod panicking {
+    use relay_core::consumer::{Context, Stage};
+    use relay_core::failure::StageError;
+    use relay_pipeline::messages::CleanupTask;
+
+    /// A stage whose handler panics on one meeting: a bug must not wedge the others.
+    pub struct Panics;
+
+    impl Stage for Panics {
+        type Input = CleanupTask;
+
+        async fn handle(&self, task: CleanupTask, _: &Context) -> Result<(), StageError> {
+            if task.meeting_uuid == "poison" {
+                panic!("a bug in the stage");
+            }
+            Ok(())
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_panicking_handler_is_retried_then_dead_lettered_and_the_stage_goes_on() {
+    init_test_log();
+    let staging = tempfile::tempdir().expect("dir");
+    let destination = tempfile::tempdir().expect("dir");
+    let settings = pipeline_settings(staging.path(), destination.path());
+    let shutdown = CancellationToken::new();
+    let broker =
+        relay_core::broker::Broker::start(&settings.amqp, topology(&settings), shutdown.clone());
+    assert!(broker.wait_ready(Duration::from_secs(15)).await);
+    let mut registry = prometheus_client::registry::Registry::default();
+    let metrics = relay_core::metrics::StageMetrics::register(&mut registry);
+    let loop_settings = relay_core::consumer::LoopSettings {
+        concurrency: 1,
+        prefetch: 1,
+        max_attempts: 2,
+        delivery_limit: 20,
+        drain_timeout: Duration::from_secs(1),
+    };
+    tokio::spawn(relay_core::consumer::run(
+        broker,
+        std::sync::Arc::new(panicking::Panics),
+        loop_settings,
+        metrics,
+        shutdown.clone(),
+    ));
+    let bound = relay_core::Binding::new("acme", "acme-account-id", relay_core::Origin::Webhook);
+    for uuid in ["poison", "healthy"] {
+        let task = json!({ "meeting_uuid": uuid, "uploaded_at": "2026-01-01T00:00:00Z" });
+        publish_to_stage(&settings, StageName::Cleanup, &task, bound.to_headers()).await;
+    }
+    let dead = wait_for_messages(
+        &topology(&settings).dead_letter_queue(StageName::Cleanup),
+        1,
+        WAIT,
+    )
+    .await;
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead_letter_code(&dead[0]), code("handler_panicked"));
+    assert_eq!(
+        dead[0]
+            .delivery
+            .properties
+            .headers()
+            .as_ref()
+            .and_then(|h| h.inner().get("x-attempt").cloned()),
+        Some(AMQPValue::LongLongInt(2)),
+        "retried once, then dead-lettered"
+    );
+    let healthy = eventually(WAIT, || async {
+        metric_value(
+            &relay_core::metrics::encode(&registry),
+            "zoom_relay_stage_messages_total{stage=\"cleanup\",outcome=\"ok\"}",
+        ) >= 1.0
+    })
+    .await;
+    assert!(healthy, "the stage went on with the next message");
+    shutdown.cancel();
+    delete_topology(&topology(&settings), &[]);
 }

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::NaiveDate;
-use relay_core::Settings;
+use relay_app::Settings;
 use relay_core::shutdown::CancellationToken;
 use serde_json::{Value, json};
 use wiremock::matchers::{method, path};
@@ -54,12 +54,15 @@ impl TestZoom {
         let mut settings = test_settings(&unique_namespace(), &TestOptions::default());
         settings.sim.listen = "127.0.0.1:0".parse().expect("address");
         configure(&mut settings);
-        let simulator = Simulator::build(&settings).expect("simulator binds");
+        let simulator = Simulator::build(&settings.sim, relay_app::sim_accounts(&settings))
+            .expect("simulator binds");
         let base = simulator.base_url();
         let shutdown = CancellationToken::new();
         tokio::spawn(simulator.run(shutdown.clone()));
         point_at_simulator(&mut settings, &base);
-        let client = ZoomClient::new(&settings.zoom, &settings.accounts[0]).expect("client");
+        let account = &settings.accounts[0];
+        let client =
+            ZoomClient::new(&settings.zoom, &account.name, account.credentials()).expect("client");
         Self {
             base,
             http: reqwest::Client::new(),
@@ -240,7 +243,9 @@ async fn waits_for_retry_after_before_retrying() {
         .await;
     let mut settings = test_settings("unused.", &TestOptions::default());
     point_at_simulator(&mut settings, &server.uri());
-    let client = ZoomClient::new(&settings.zoom, &settings.accounts[0]).expect("client");
+    let account = &settings.accounts[0];
+    let client =
+        ZoomClient::new(&settings.zoom, &account.name, account.credentials()).expect("client");
     let started = std::time::Instant::now();
     client
         .meeting_recordings("123", false)
@@ -273,7 +278,9 @@ async fn reports_zoom_error_code_and_message() {
         .await;
     let mut settings = test_settings("unused.", &TestOptions::default());
     point_at_simulator(&mut settings, &server.uri());
-    let client = ZoomClient::new(&settings.zoom, &settings.accounts[0]).expect("client");
+    let account = &settings.accounts[0];
+    let client =
+        ZoomClient::new(&settings.zoom, &account.name, account.credentials()).expect("client");
     match client.meeting_recordings("123", false).await {
         Err(ZoomError::Api {
             status: 400,
@@ -536,7 +543,7 @@ async fn an_html_page_answered_200_is_an_error() {
         matches!(error, DownloadError::HtmlInsteadOfFile { status: 200 }),
         "{error:?}"
     );
-    assert!(!error.is_retryable());
+    assert!(!relay_core::StageError::from(error).code().is_retryable());
 }
 
 #[tokio::test]
@@ -577,7 +584,7 @@ async fn a_refused_event_token_falls_back_to_the_access_token() {
     let downloaded = zoom.fetch(source).await.expect("complete");
     assert_eq!(downloaded.sha256, created.files[&id].sha256);
     let download_statuses: Vec<u64> = zoom
-        .requests_under("/rec/download/")
+        .requests_under("/rec/")
         .await
         .into_iter()
         .map(|(_, _, status)| status)
@@ -629,6 +636,17 @@ async fn an_expired_event_token_is_skipped_without_a_request() {
     let (source, id) = file_source(&created.recording_completed, FileType::Mp4);
     let downloaded = zoom.fetch(source).await.expect("complete");
     assert_eq!(downloaded.sha256, created.files[&id].sha256);
+    let statuses: Vec<u64> = zoom
+        .requests_under("/rec/")
+        .await
+        .into_iter()
+        .map(|(_, _, status)| status)
+        .collect();
+    assert_eq!(
+        statuses,
+        vec![302],
+        "the expired event token was never sent: the access token opened the file at once"
+    );
 }
 
 #[tokio::test]

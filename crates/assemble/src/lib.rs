@@ -1,23 +1,24 @@
 //! The assemble stage: when every wanted file of a meeting is staged, write its manifest (and,
 //! where enabled, one concatenated MP4 per view), then hand the meeting to upload.
 //!
-//! A later `recording.transcript_completed` or a repeated `recording.completed` adds wanted
-//! files; the next staged file triggers a new manifest for the same meeting, which replaces the
-//! old one. Two assemblers racing on one meeting write the same manifest.
+//! Download tells assemble only when a file completes the meeting, so a meeting is assembled
+//! once (a few times when its last files finish together), not once per file. A later
+//! `recording.transcript_completed` or a repeated `recording.completed` adds wanted files and
+//! assembles again: the new manifest replaces the old one. Two assemblers racing on one meeting
+//! write the same manifest.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use relay_core::Settings;
-use relay_core::broker::{Broker, StageName};
-use relay_core::consumer::{self, Context, Stage, StageError, Subject};
-use relay_core::shutdown::CancellationToken;
+use relay_core::consumer::{Context, Stage};
+use relay_core::failure::{Code, StageError};
+use relay_core::status::{State, Transition};
 use relay_pipeline::manifest::{Manifest, ManifestFile, MeetingMeta, StagedFile, WantedFile};
-use relay_pipeline::messages::MeetingRef;
-use relay_pipeline::paths::sanitize;
-use relay_pipeline::storage::{Staging, StagingKey};
-use relay_pipeline::{Account, Accounts, StartError};
+use relay_pipeline::messages::{AssembleTask, UploadTask};
+use relay_pipeline::staging::{MeetingStaging, StagingKey};
+use relay_pipeline::{Account, Shared, StartError};
+use relay_storage::names::component;
+use serde_json::json;
 use tracing::info;
 use zoom_api::model::FileType;
 
@@ -25,31 +26,43 @@ use zoom_api::model::FileType;
 static JOINS: AtomicU64 = AtomicU64::new(0);
 
 pub struct Assemble {
-    accounts: Accounts,
-    staging: Staging,
-    ffmpeg: String,
+    shared: Shared,
 }
 
 impl Assemble {
-    pub fn new(accounts: Accounts, staging: Staging, ffmpeg: String) -> Self {
-        Self {
-            accounts,
-            staging,
-            ffmpeg,
+    /// Refuses to start when an account wants concatenation but ffmpeg does not run or staging
+    /// is not a local directory.
+    pub fn new(shared: &Shared) -> Result<Self, StartError> {
+        let settings = &shared.settings;
+        if let Some(account) = shared.accounts.iter().find(|a| a.settings.concat_media) {
+            let ffmpeg = std::process::Command::new(&settings.ffmpeg)
+                .arg("-version")
+                .output();
+            if !ffmpeg.is_ok_and(|output| output.status.success()) {
+                return Err(StartError::Requirement(format!(
+                    "account `{}` has concat_media = true but `{}` does not run (Debian: apt-get install ffmpeg, or set pipeline.ffmpeg)",
+                    account.settings.name, settings.ffmpeg
+                )));
+            }
+            if !shared.staging.location.is_local() {
+                return Err(StartError::Requirement(format!(
+                    "account `{}` has concat_media = true, which needs pipeline.staging to be a file:// directory",
+                    account.settings.name
+                )));
+            }
         }
+        Ok(Self {
+            shared: shared.clone(),
+        })
     }
 
     /// Joins each view's MP4 segments into one file with ffmpeg's concat demuxer (stream copy).
     async fn concatenate(
         &self,
-        account: &Account,
+        staging: &MeetingStaging<'_>,
         manifest: &Manifest,
         previous: Option<&Manifest>,
     ) -> Result<Vec<ManifestFile>, StageError> {
-        let (name, uuid) = (
-            account.settings.name.as_str(),
-            manifest.meeting_uuid.as_str(),
-        );
         let mut by_view: BTreeMap<String, Vec<&ManifestFile>> = BTreeMap::new();
         for segment in &manifest.segments {
             for file in segment
@@ -66,13 +79,11 @@ impl Assemble {
         let dir = manifest.manifest_path.trim_end_matches("meeting.json");
         let mut joined = Vec::new();
         for (view, parts) in by_view.into_iter().filter(|(_, parts)| parts.len() > 1) {
-            let path = format!("{dir}{}-full.mp4", sanitize(&view));
+            let path = format!("{dir}{}-full.mp4", component(&view));
             let inputs: Option<Vec<_>> = parts
                 .iter()
                 .map(|part| {
-                    self.staging.local_path(StagingKey::Data {
-                        account: name,
-                        uuid,
+                    staging.local_path(StagingKey::Data {
                         file_id: &part.file_id,
                     })
                 })
@@ -87,21 +98,14 @@ impl Assemble {
                 }
                 continue;
             };
-            let output_key = || StagingKey::Concat {
-                account: name,
-                uuid,
-                view: &view,
-            };
-            let output = self.staging.local_path(output_key()).ok_or_else(|| {
-                StageError::reject(
-                    "concat_needs_local_staging",
-                    "concat_media needs a file:// staging",
-                )
+            let output_key = || StagingKey::Concat { view: &view };
+            let output = staging.local_path(output_key()).ok_or_else(|| {
+                StageError::new(Code::StorageInvalid, "concat_media needs a file:// staging")
             })?;
             if let Some(parent) = output.parent() {
                 tokio::fs::create_dir_all(parent)
                     .await
-                    .map_err(|e| StageError::retry("storage", e))?;
+                    .map_err(|e| StageError::from_error(Code::StorageFailed, &e))?;
             }
             // Two assemblers can finish one meeting at once: each joins into files of its own
             // and renames the result into place, so neither sees the other's half-written output.
@@ -118,8 +122,8 @@ impl Assemble {
                 .collect();
             tokio::fs::write(&list, listing)
                 .await
-                .map_err(|e| StageError::retry("storage", e))?;
-            let status = tokio::process::Command::new(&self.ffmpeg)
+                .map_err(|e| StageError::from_error(Code::StorageFailed, &e))?;
+            let status = tokio::process::Command::new(&self.shared.settings.ffmpeg)
                 .args([
                     "-hide_banner",
                     "-loglevel",
@@ -136,13 +140,13 @@ impl Assemble {
                 .arg(&partial)
                 .status()
                 .await
-                .map_err(|e| StageError::retry("ffmpeg_unavailable", e));
+                .map_err(|e| StageError::from_error(Code::MediaBroken, &e));
             let _ = tokio::fs::remove_file(&list).await;
             let status = match status {
                 Ok(status) if status.success() => {
                     tokio::fs::rename(&partial, &output)
                         .await
-                        .map_err(|e| StageError::retry("storage", e))?;
+                        .map_err(|e| StageError::from_error(Code::StorageFailed, &e))?;
                     status
                 }
                 other => {
@@ -151,15 +155,14 @@ impl Assemble {
                 }
             };
             if !status.success() {
-                return Err(StageError::reject(
-                    "ffmpeg_failed",
+                return Err(StageError::new(
+                    Code::MediaBroken,
                     format!("ffmpeg exited with {status} joining {view}"),
                 ));
             }
-            let (size, sha256) = self
-                .staging
-                .location
-                .digest(&self.staging.path(output_key()))
+            let (size, sha256) = staging
+                .location()
+                .digest(&staging.path(output_key())?)
                 .await?;
             joined.push(ManifestFile {
                 file_id: format!("concat-{view}"),
@@ -170,6 +173,7 @@ impl Assemble {
                 end: parts.last().and_then(|p| p.end.clone()),
                 size,
                 sha256,
+                listed_size: None,
                 path,
             });
         }
@@ -178,64 +182,36 @@ impl Assemble {
 }
 
 impl Stage for Assemble {
-    const NAME: StageName = StageName::Assemble;
-    type Message = MeetingRef;
+    type Input = AssembleTask;
 
-    fn subject(meeting: &MeetingRef) -> Subject {
-        meeting.subject()
-    }
-
-    async fn handle(&self, meeting: MeetingRef, context: &Context) -> Result<(), StageError> {
-        let account = self.accounts.require(&meeting.account)?;
-        let (name, uuid) = (meeting.account.as_str(), meeting.meeting_uuid.as_str());
-        let location = &self.staging.location;
+    async fn handle(&self, task: AssembleTask, context: &Context) -> Result<(), StageError> {
+        let binding = context.binding();
+        let account: &Account = self.shared.accounts.resolve(binding)?;
+        let uuid = task.meeting_uuid.as_str();
+        let staging = self.shared.staging.meeting(account.name(), uuid);
+        let snapshot = staging.snapshot().await?;
+        if !snapshot.complete() {
+            info!(
+                wanted = snapshot.wanted(),
+                missing = snapshot.missing(),
+                "waiting for more files"
+            );
+            return Ok(());
+        }
+        let location = staging.location();
         let wanted: Vec<WantedFile> = location
-            .list_json(
-                &self.staging.path(StagingKey::WantedDir {
-                    account: name,
-                    uuid,
-                }),
-                ".json",
-            )
+            .list_json(&staging.path(StagingKey::WantedDir)?, ".json")
             .await?;
         let staged: BTreeMap<String, StagedFile> = location
-            .list_json::<StagedFile>(
-                &self.staging.path(StagingKey::FilesDir {
-                    account: name,
-                    uuid,
-                }),
-                ".done.json",
-            )
+            .list_json::<StagedFile>(&staging.path(StagingKey::FilesDir)?, ".done.json")
             .await?
             .into_iter()
             .map(|record| (record.file_id.clone(), record))
             .collect();
-        let missing = wanted
-            .iter()
-            .filter(|w| {
-                w.file
-                    .id
-                    .as_ref()
-                    .is_some_and(|id| !staged.contains_key(id))
-            })
-            .count();
-        if wanted.is_empty() || missing > 0 {
-            info!(wanted = wanted.len(), missing, "waiting for more files");
-            return Ok(());
-        }
         let metas: Vec<MeetingMeta> = location
-            .list_json(
-                &self.staging.path(StagingKey::MetaDir {
-                    account: name,
-                    uuid,
-                }),
-                ".json",
-            )
+            .list_json(&staging.path(StagingKey::MetaDir)?, ".json")
             .await?;
-        let manifest_key = self.staging.path(StagingKey::Manifest {
-            account: name,
-            uuid,
-        });
+        let manifest_key = staging.path(StagingKey::Manifest)?;
         let previous: Option<Manifest> = location.get_json(&manifest_key).await?;
         let (mut manifest, _) = Manifest::build(
             &account.settings,
@@ -244,11 +220,10 @@ impl Stage for Assemble {
             &wanted,
             &staged,
             previous.as_ref(),
-        )
-        .map_err(|error| StageError::reject("path_template", error))?;
+        )?;
         if account.settings.concat_media {
             manifest.concatenated = self
-                .concatenate(account, &manifest, previous.as_ref())
+                .concatenate(&staging, &manifest, previous.as_ref())
                 .await?;
         }
         location.put_json(&manifest_key, &manifest).await?;
@@ -257,49 +232,20 @@ impl Stage for Assemble {
             bytes = manifest.total_bytes,
             "manifest written"
         );
-        let id = format!(
-            "upload:{uuid}:{}:{}",
-            manifest.files().count(),
-            manifest.total_bytes
-        );
-        context.send(StageName::Upload, &id, &meeting).await
+        context
+            .record(
+                Transition::new(binding, uuid, State::Assembled, "assemble").detail(json!({
+                    "files": manifest.files().count(),
+                    "bytes": manifest.total_bytes,
+                    "manifest": manifest.manifest_path,
+                })),
+            )
+            .await?;
+        context
+            .send(&UploadTask {
+                meeting_uuid: uuid.to_owned(),
+                manifest_digest: manifest.content_digest(),
+            })
+            .await
     }
-}
-
-/// Runs assemble until `shutdown`. Refuses to start when an account wants concatenation but
-/// ffmpeg is missing or staging is not a local directory.
-pub async fn run(
-    settings: &Settings,
-    broker: Broker,
-    shutdown: CancellationToken,
-) -> Result<(), StartError> {
-    let accounts = Accounts::new(settings)?;
-    let staging = Staging::new(&settings.pipeline)?;
-    if let Some(account) = accounts.iter().find(|a| a.settings.concat_media) {
-        let ffmpeg = std::process::Command::new(&settings.pipeline.ffmpeg)
-            .arg("-version")
-            .output();
-        if !ffmpeg.is_ok_and(|output| output.status.success()) {
-            return Err(StartError::Requirement(format!(
-                "account `{}` has concat_media = true but `{}` does not run (Debian: apt-get install ffmpeg, or set pipeline.ffmpeg)",
-                account.settings.name, settings.pipeline.ffmpeg
-            )));
-        }
-        if !settings.pipeline.staging.starts_with("file://") {
-            return Err(StartError::Requirement(format!(
-                "account `{}` has concat_media = true, which needs pipeline.staging to be a file:// directory",
-                account.settings.name
-            )));
-        }
-    }
-    let stage = Assemble::new(accounts, staging, settings.pipeline.ffmpeg.clone());
-    consumer::run(
-        broker,
-        Arc::new(stage),
-        settings.pipeline.assemble,
-        settings.pipeline.clone(),
-        shutdown,
-    )
-    .await;
-    Ok(())
 }

@@ -352,12 +352,12 @@ async fn download(
     meeting: &std::path::Path,
     out: &std::path::Path,
 ) -> anyhow::Result<()> {
-    let settings = relay_core::Settings::load(Some(config))?;
+    let settings = relay_app::Settings::load(Some(config))?;
     let account = settings
         .accounts
         .first()
         .ok_or_else(|| anyhow::anyhow!("no account"))?;
-    let client = zoom_api::ZoomClient::new(&settings.zoom, account)?;
+    let client = zoom_api::ZoomClient::new(&settings.zoom, &account.name, account.credentials())?;
     let file: BenchFile = serde_json::from_str(&std::fs::read_to_string(meeting)?)?;
     let source = zoom_api::client::FileSource {
         meeting_uuid: file.meeting_uuid,

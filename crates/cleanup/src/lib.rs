@@ -1,31 +1,34 @@
-//! The cleanup stage: deletes a meeting's cloud recording once every file of it is verified at the
-//! destination — only for accounts with `delete_after_upload`, after `delete_after_days`.
+//! The cleanup stage: deletes cloud recordings at Zoom once they are verified at the destination,
+//! for accounts with `delete_after_upload`, after `delete_after_days`.
 //!
-//! Nothing is deleted whose upload is not verified: each file of the manifest must be at the
-//! destination with its size. A claim in staging (`cleanup.json`, created only if absent) makes
-//! the deletion happen once even when duplicates run concurrently; a claim left by a crashed
-//! worker is taken over after [`CLAIM_STALE_AFTER`]. "Already gone" at Zoom is success. Every
-//! deletion is logged as an audit line (target `audit`).
+//! Deletion is file by file, never the whole meeting: a meeting-wide DELETE would also remove a
+//! file that appeared after the listing and was never archived. A file is deleted only when Zoom
+//! still lists it with the id and the size the manifest recorded, and the destination holds it
+//! with its size. A replayed event deletes nothing unless its replay was started with
+//! `--allow-delete` (the binding says so), whatever the account's configuration.
+//!
+//! A claim in staging (`cleanup.json`, created only if absent) makes the deletion happen once even
+//! when duplicates run concurrently; a claim left by a crashed worker is taken over after
+//! [`CLAIM_STALE_AFTER`]. Every outcome is an audit log line (target `audit`) saying what was
+//! deleted, what was kept and why.
 
-use std::collections::HashSet;
-use std::sync::Arc;
+use std::collections::HashMap;
 use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
-use object_store::ObjectStoreExt;
-use relay_core::Settings;
-use relay_core::broker::{Broker, StageName};
-use relay_core::consumer::{self, Context, Stage, StageError, Subject};
-use relay_core::settings::DeleteAfterUpload;
-use relay_core::shutdown::CancellationToken;
-use relay_pipeline::manifest::Manifest;
+use relay_core::consumer::{Context, Stage};
+use relay_core::failure::{Code, StageError};
+use relay_core::status::{State, Transition};
+use relay_pipeline::manifest::{Manifest, ManifestFile};
 use relay_pipeline::messages::CleanupTask;
-use relay_pipeline::storage::{Staging, StagingKey};
-use relay_pipeline::{Accounts, StartError};
+use relay_pipeline::staging::StagingKey;
+use relay_pipeline::{Account, DeleteAfterUpload, Shared};
 use serde::{Deserialize, Serialize};
+use serde_json::json;
 use tracing::info;
 use zoom_api::ZoomError;
 use zoom_api::client::DeleteAction;
+use zoom_api::model::MeetingRecordings;
 
 /// A claim older than this, never marked done, belonged to a worker that died. Longer than a
 /// living worker can take (Zoom's `Retry-After` waits included): deleting late is harmless,
@@ -41,133 +44,139 @@ struct Claim {
     action: Option<String>,
 }
 
+/// What cleanup decided for one meeting, file by file.
+#[derive(Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Decision {
+    /// Zoom file ids to delete.
+    pub delete: Vec<String>,
+    /// Files Zoom lists that stay, with why.
+    pub keep: Vec<(String, &'static str)>,
+}
+
+/// Which of the files Zoom lists now may be deleted: those the manifest holds with the same id
+/// and the same listed size, verified at the destination. Pure: table-tested below.
+pub fn decide(listed: &MeetingRecordings, manifest: &Manifest, verified: &[&str]) -> Decision {
+    let archived: HashMap<&str, &ManifestFile> = manifest
+        .files()
+        .map(|file| (file.file_id.as_str(), file))
+        .collect();
+    let mut decision = Decision::default();
+    for file in listed.all_files() {
+        let Some(id) = file.id.as_deref() else {
+            decision
+                .keep
+                .push(("(processing)".into(), "still processing at Zoom"));
+            continue;
+        };
+        let reason = match archived.get(id) {
+            _ if !file.has_zoom_id() => Some("Zoom gave it no id to delete it by"),
+            None => Some("not archived (filtered out, or new since the upload)"),
+            Some(_) if !file.is_completed() => Some("still processing at Zoom"),
+            Some(archived)
+                if archived.listed_size.is_none() || archived.listed_size != file.file_size =>
+            {
+                Some("Zoom lists another size than the one archived")
+            }
+            Some(_) if !verified.contains(&id) => Some("not verified at the destination"),
+            Some(_) => None,
+        };
+        match reason {
+            Some(reason) => decision.keep.push((id.to_owned(), reason)),
+            None => decision.delete.push(id.to_owned()),
+        }
+    }
+    decision
+}
+
 pub struct Cleanup {
-    accounts: Accounts,
-    staging: Staging,
+    shared: Shared,
 }
 
 impl Cleanup {
-    pub fn new(accounts: Accounts, staging: Staging) -> Self {
-        Self { accounts, staging }
+    pub fn new(shared: &Shared) -> Self {
+        Self {
+            shared: shared.clone(),
+        }
     }
 
-    /// Deletes what was uploaded: the whole meeting when every file Zoom lists was kept, else
-    /// each kept file. Returns the file ids deleted.
-    async fn delete(
+    /// The manifest's files present at the destination with their recorded size.
+    async fn verified(
         &self,
-        account: &relay_pipeline::Account,
-        uuid: &str,
+        account: &Account,
         manifest: &Manifest,
-        action: DeleteAction,
     ) -> Result<Vec<String>, StageError> {
-        let uploaded: HashSet<&str> = manifest.files().map(|file| file.file_id.as_str()).collect();
-        let listed = match account.zoom.meeting_recordings(uuid, false).await {
-            Ok(listed) => Some(listed),
-            Err(ZoomError::NotFound { .. }) => None,
-            Err(error) => return Err(error.into()),
-        };
-        let mut deleted_files = Vec::new();
-        if let Some(listed) = listed {
-            if listed.all_files().any(|file| !file.is_completed()) {
-                return Err(StageError::retry(
-                    "file_processing",
-                    "Zoom is still processing a file of this meeting",
-                ));
-            }
-            let at_zoom: Vec<String> = listed
-                .all_files()
-                .filter_map(|file| file.id.clone())
-                .collect();
-            if at_zoom.iter().all(|id| uploaded.contains(id.as_str())) {
-                account.zoom.delete_meeting_recordings(uuid, action).await?;
-                deleted_files = at_zoom;
-            } else {
-                // Some files were filtered out (file types): delete only what was kept.
-                for id in at_zoom
-                    .into_iter()
-                    .filter(|id| uploaded.contains(id.as_str()))
-                {
-                    account
-                        .zoom
-                        .delete_recording_file(uuid, &id, action)
-                        .await?;
-                    deleted_files.push(id);
-                }
+        let destination = &account.destination;
+        let mut verified = Vec::new();
+        for file in manifest.files() {
+            let found = destination
+                .exists_with_size(&destination.path(&file.path)?)
+                .await?;
+            if found == Some(file.size) {
+                verified.push(file.file_id.clone());
             }
         }
-        Ok(deleted_files)
+        if destination
+            .exists_with_size(&destination.path(&manifest.manifest_path)?)
+            .await?
+            .is_none()
+        {
+            return Err(StageError::new(
+                Code::NotVerified,
+                "the manifest is not at the destination yet",
+            ));
+        }
+        Ok(verified)
     }
 }
 
 impl Stage for Cleanup {
-    const NAME: StageName = StageName::Cleanup;
-    type Message = CleanupTask;
+    type Input = CleanupTask;
 
-    fn subject(task: &CleanupTask) -> Subject {
-        task.subject()
-    }
-
-    async fn handle(&self, task: CleanupTask, _context: &Context) -> Result<(), StageError> {
-        let account = self.accounts.require(&task.account)?;
+    async fn handle(&self, task: CleanupTask, context: &Context) -> Result<(), StageError> {
+        let binding = context.binding();
+        let account = self.shared.accounts.resolve(binding)?;
+        let uuid = task.meeting_uuid.as_str();
         let action = match account.settings.delete_after_upload {
             DeleteAfterUpload::Off => return Ok(()),
             DeleteAfterUpload::Trash => DeleteAction::Trash,
             DeleteAfterUpload::Delete => DeleteAction::Delete,
         };
+        if !binding.may_delete() {
+            info!(
+                target: "audit",
+                account = account.name(),
+                meeting_uuid = uuid,
+                replay_job = binding.replay_job,
+                "kept at Zoom: a replayed event deletes only with --allow-delete"
+            );
+            return Ok(());
+        }
         let due = task.uploaded_at + TimeDelta::days(i64::from(account.settings.delete_after_days));
         let now = Utc::now();
         if now < due {
-            return Err(StageError::Defer((due - now).to_std().unwrap_or_default()));
+            return Err(StageError::wait(
+                Code::Waiting,
+                "the account's grace period before deletion",
+                (due - now).to_std().unwrap_or_default(),
+            ));
         }
-        let (name, uuid) = (task.account.as_str(), task.meeting_uuid.as_str());
-        let location = &self.staging.location;
+        let staging = self.shared.staging.meeting(account.name(), uuid);
+        let location = staging.location();
         let manifest: Manifest = location
-            .get_json(&self.staging.path(StagingKey::Manifest {
-                account: name,
-                uuid,
-            }))
+            .get_json(&staging.path(StagingKey::Manifest)?)
             .await?
             .ok_or_else(|| {
-                StageError::reject(
-                    "no_manifest",
+                StageError::new(
+                    Code::NoManifest,
                     "no manifest: nothing is known to be uploaded",
                 )
             })?;
+        let verified = self.verified(account, &manifest).await?;
 
-        // Verified at the destination, each file and the manifest, or nothing is deleted.
-        let destination = &account.destination;
-        for file in manifest.files() {
-            let found = destination
-                .exists_with_size(&destination.path(&file.path))
-                .await?;
-            if found != Some(file.size) {
-                return Err(StageError::reject(
-                    "not_verified",
-                    format!(
-                        "{} is not at the destination with its size; not deleting",
-                        file.file_id
-                    ),
-                ));
-            }
-        }
-        if destination
-            .exists_with_size(&destination.path(&manifest.manifest_path))
-            .await?
-            .is_none()
-        {
-            return Err(StageError::retry(
-                "not_verified",
-                "the manifest is not at the destination yet",
-            ));
-        }
-
-        let claim_path = self.staging.path(StagingKey::CleanupClaim {
-            account: name,
-            uuid,
-        });
+        let claim_path = staging.path(StagingKey::CleanupClaim)?;
         let owner = format!(
             "{}-{}",
-            std::process::id(),
+            relay_core::status::process_name(),
             now.timestamp_nanos_opt().unwrap_or_default()
         );
         let claim = Claim {
@@ -188,21 +197,38 @@ impl Stage for Cleanup {
                 None => true,
             };
             if stale {
-                let _ = location.store.delete(&claim_path).await;
+                location.delete(&claim_path).await?;
             }
             if !stale || !location.create_json(&claim_path, &claim).await? {
-                // Another worker is deleting right now; come back to see it done.
-                return Err(StageError::Defer(Duration::from_secs(30)));
+                return Err(StageError::wait(
+                    Code::Waiting,
+                    "another worker is deleting this meeting",
+                    Duration::from_secs(30),
+                ));
             }
         }
 
-        let deleted_files = match self.delete(account, uuid, &manifest, action).await {
-            Ok(deleted) => deleted,
+        let outcome = async {
+            let listed = match account.zoom.meeting_recordings(uuid, false).await {
+                Ok(listed) => listed,
+                Err(ZoomError::NotFound { .. }) => return Ok(None),
+                Err(error) => return Err(StageError::from(error)),
+            };
+            let verified: Vec<&str> = verified.iter().map(String::as_str).collect();
+            let decision = decide(&listed, &manifest, &verified);
+            for id in &decision.delete {
+                account.zoom.delete_recording_file(uuid, id, action).await?;
+            }
+            Ok(Some(decision))
+        }
+        .await;
+        let decision = match outcome {
+            Ok(decision) => decision,
             Err(error) => {
                 // Release our claim: the next attempt must not wait for a worker that gave up.
                 let current: Option<Claim> = location.get_json(&claim_path).await.ok().flatten();
                 if current.is_some_and(|current| current.owner == owner) {
-                    let _ = location.store.delete(&claim_path).await;
+                    let _ = location.delete(&claim_path).await;
                 }
                 return Err(error);
             }
@@ -214,32 +240,124 @@ impl Stage for Cleanup {
             action: Some(action.as_str().to_owned()),
         };
         location.put_json(&claim_path, &done).await?;
-        info!(
-            target: "audit",
-            account = name,
-            meeting_uuid = uuid,
-            files = ?deleted_files,
-            action = action.as_str(),
-            "cloud recording deleted at Zoom"
-        );
-        Ok(())
+        let detail = match &decision {
+            None => {
+                info!(
+                    target: "audit",
+                    account = account.name(),
+                    meeting_uuid = uuid,
+                    "nothing deleted: Zoom no longer lists this meeting's recording"
+                );
+                json!({ "action": action.as_str(), "deleted": [], "listed": false })
+            }
+            Some(decision) => {
+                let kept: Vec<String> = decision
+                    .keep
+                    .iter()
+                    .map(|(id, why)| format!("{id}: {why}"))
+                    .collect();
+                info!(
+                    target: "audit",
+                    account = account.name(),
+                    meeting_uuid = uuid,
+                    action = action.as_str(),
+                    deleted = ?decision.delete,
+                    kept = ?kept,
+                    "deleted {} of the meeting's files at Zoom, kept {}",
+                    decision.delete.len(),
+                    decision.keep.len()
+                );
+                json!({ "action": action.as_str(), "deleted": decision.delete, "kept": kept, "listed": true })
+            }
+        };
+        context
+            .record(Transition::new(binding, uuid, State::Deleted, "cleanup").detail(detail))
+            .await
     }
 }
 
-/// Runs cleanup until `shutdown`.
-pub async fn run(
-    settings: &Settings,
-    broker: Broker,
-    shutdown: CancellationToken,
-) -> Result<(), StartError> {
-    let stage = Cleanup::new(Accounts::new(settings)?, Staging::new(&settings.pipeline)?);
-    consumer::run(
-        broker,
-        Arc::new(stage),
-        settings.pipeline.cleanup,
-        settings.pipeline.clone(),
-        shutdown,
-    )
-    .await;
-    Ok(())
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use zoom_api::model::{FileType, RecordingFile};
+
+    fn listed(files: &[(&str, u64)]) -> MeetingRecordings {
+        MeetingRecordings {
+            uuid: "u==".into(),
+            recording_files: files
+                .iter()
+                .map(|(id, size)| RecordingFile {
+                    id: Some((*id).into()),
+                    file_type: FileType::Mp4,
+                    file_size: Some(*size),
+                    status: Some("completed".into()),
+                    ..RecordingFile::default()
+                })
+                .collect(),
+            ..MeetingRecordings::default()
+        }
+    }
+
+    fn manifest(files: &[(&str, u64)]) -> Manifest {
+        let mut manifest: Manifest = serde_json::from_value(json!({
+            "account": "acme", "account_id": "A", "meeting_uuid": "u==", "meeting_id": null,
+            "topic": "t", "kind": "meeting", "type": 2, "host_id": null, "host_email": null,
+            "start_time": null, "timezone": null, "duration_minutes": null, "recorded_seconds": 0,
+            "auto_delete_date": null, "segments": [], "transcripts": [], "captions": [], "chat": [],
+            "participant_audio": [], "other": [], "concatenated": [], "total_bytes": 0,
+            "source_events": [], "manifest_path": "m/meeting.json"
+        }))
+        .expect("manifest");
+        manifest.other = files
+            .iter()
+            .map(|(id, size)| ManifestFile {
+                file_id: (*id).into(),
+                file_type: "MP4".into(),
+                view: None,
+                file_name: None,
+                start: None,
+                end: None,
+                size: *size,
+                sha256: "x".into(),
+                listed_size: Some(*size),
+                path: format!("m/{id}.mp4"),
+            })
+            .collect();
+        manifest
+    }
+
+    #[test]
+    fn deletes_only_files_archived_with_the_same_id_and_size() {
+        let decision = decide(
+            &listed(&[("a", 10), ("b", 20), ("new", 5), ("grown", 31)]),
+            &manifest(&[("a", 10), ("b", 20), ("grown", 30)]),
+            &["a", "b", "grown"],
+        );
+        assert_eq!(decision.delete, vec!["a".to_owned(), "b".to_owned()]);
+        let kept: Vec<&str> = decision.keep.iter().map(|(id, _)| id.as_str()).collect();
+        assert_eq!(kept, vec!["new", "grown"]);
+    }
+
+    #[test]
+    fn keeps_what_is_not_verified_at_the_destination() {
+        let decision = decide(&listed(&[("a", 10)]), &manifest(&[("a", 10)]), &[]);
+        assert!(decision.delete.is_empty());
+        assert_eq!(decision.keep[0].1, "not verified at the destination");
+    }
+
+    #[test]
+    fn a_file_without_a_zoom_id_is_never_deleted_by_a_made_up_one() {
+        let mut zoom = listed(&[]);
+        let mut timeline = RecordingFile {
+            file_type: FileType::Timeline,
+            download_url: Some(zoom_api::model::Sensitive::new("https://zoom.us/x")),
+            ..RecordingFile::default()
+        };
+        timeline.recording_start = Some("2019-07-23T22:14:57Z".into());
+        zoom.recording_files.push(timeline);
+        zoom.normalize();
+        let id = zoom.recording_files[0].id.clone().expect("derived");
+        let decision = decide(&zoom, &manifest(&[(&id, 0)]), &[&id]);
+        assert!(decision.delete.is_empty(), "{decision:?}");
+    }
 }

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand, ValueEnum};
-use relay_core::Settings;
+use relay_app::Settings;
 use relay_core::shutdown;
 use serde_json::Value;
 use zoom_sim::{CreatedMeeting, MeetingSpec, Simulator};
@@ -63,7 +63,7 @@ struct SendArgs {
 pub async fn run(settings: Settings, arguments: SimArgs) -> anyhow::Result<()> {
     match arguments.command.unwrap_or(SimCommand::Serve) {
         SimCommand::Serve => {
-            let simulator = Simulator::build(&settings)
+            let simulator = Simulator::build(&settings.sim, relay_app::sim_accounts(&settings))
                 .with_context(|| format!("binding {}", settings.sim.listen))?;
             simulator
                 .run(shutdown::on_signal())
@@ -139,8 +139,21 @@ async fn send_events(settings: &Settings, send: SendArgs) -> anyhow::Result<()> 
                 created.recording_completed_duplicate,
             ));
         }
-        if let Some(transcript) = created.transcript_completed {
-            events.push(("recording.transcript_completed".into(), transcript));
+        // Zoom finishes the transcript later, then tells about it.
+        let released = http
+            .post(format!("{}/_sim/release", sim.trim_end_matches('/')))
+            .json(&serde_json::json!({ "uuid": created.uuid }))
+            .send()
+            .await
+            .context("releasing the transcript")?;
+        if released.status().is_success() {
+            let transcript: Value = released.json().await.context("the transcript event")?;
+            if transcript["payload"]["object"]["recording_files"]
+                .as_array()
+                .is_some_and(|files| !files.is_empty())
+            {
+                events.push(("recording.transcript_completed".into(), transcript));
+            }
         }
     }
     for (name, event) in events {

@@ -14,6 +14,14 @@ pub enum IngressError {
     BodyTooLarge { limit: usize },
     #[error("the body could not be read")]
     BodyUnreadable,
+    #[error("the body did not arrive within {0:?}")]
+    BodyTimeout(std::time::Duration),
+    #[error(
+        "the event names Zoom account `{named}`, but it was signed with the secret token of another account"
+    )]
+    AccountMismatch { named: String },
+    #[error("no account is configured under this name")]
+    UnknownAccount,
     #[error("the body is not JSON")]
     InvalidJson,
     #[error("the body has no usable `event` field")]
@@ -37,6 +45,9 @@ impl IngressError {
             Self::Unauthorized(VerifyError::StaleTimestamp) => "stale_timestamp",
             Self::BodyTooLarge { .. } => "body_too_large",
             Self::BodyUnreadable => "body_unreadable",
+            Self::BodyTimeout(_) => "body_timeout",
+            Self::AccountMismatch { .. } => "account_mismatch",
+            Self::UnknownAccount => "unknown_account",
             Self::InvalidJson => "invalid_json",
             Self::MissingEvent => "missing_event",
             Self::MissingPlainToken => "missing_plain_token",
@@ -58,6 +69,10 @@ impl ResponseError for IngressError {
         match self {
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Self::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
+            // Signed, but for another tenant: never acted on, whoever retries it.
+            Self::AccountMismatch { .. } => StatusCode::FORBIDDEN,
+            Self::UnknownAccount => StatusCode::NOT_FOUND,
             Self::BodyUnreadable | Self::InvalidJson | Self::MissingEvent => {
                 StatusCode::BAD_REQUEST
             }

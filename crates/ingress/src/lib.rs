@@ -1,37 +1,43 @@
 //! zoom-relay ingress: Zoom's event-notification endpoint.
 //!
-//! A request enters at `POST /zoom/webhook` ([`routes::webhook`]) and leaves either as a refusal
-//! with a JSON `{"error": code}` body ([`error::IngressError`]), as the answer to Zoom's
-//! `endpoint.url_validation` challenge, or as a message in RabbitMQ: the handler answers 200 only
-//! after the broker confirmed it stored the event (exchange and archive stream: see
-//! `relay_core::broker::Topology`).
+//! A request enters at `POST /zoom/webhook` (any configured account's secret token) or
+//! `POST /zoom/webhook/{account}` (that account's only: the HMAC work does not grow with the
+//! number of accounts) ([`routes`]), and leaves either as a refusal with a JSON
+//! `{"error": code}` body ([`error::IngressError`]), as the answer to Zoom's
+//! `endpoint.url_validation` challenge, or as a message in RabbitMQ bound to the account whose
+//! token verified it: the handler answers 200 only after the broker confirmed it stored the
+//! event (exchange and archive stream: see `relay_core::broker::Topology`).
 //!
-//! - [`routes`]: the handlers (webhook, `/healthz`, `/readyz`, `/metrics`).
+//! - [`settings`]: the `[ingress]` section and what the ingress knows of an account.
+//! - [`routes`]: the handlers (webhooks, `/healthz`, `/readyz`, and `/metrics` when asked).
 //! - [`error`]: refusals and their stable codes.
-//! - [`metrics`]: the Prometheus registry of this instance.
+//! - [`metrics`]: the ingress's Prometheus families.
+//! - [`dedupe`]: deliveries already stored, so a replay within the window is not stored again.
 //!
 //! [`Ingress::build`] binds the listener (port 0 in tests) and [`Ingress::run`] serves until the
 //! shutdown token is cancelled, then drains in-flight requests and their confirms.
 
+pub mod dedupe;
 pub mod error;
 pub mod metrics;
 pub mod routes;
+pub mod settings;
 
+use std::collections::HashMap;
 use std::net::TcpListener;
 use std::sync::Arc;
+use std::time::Duration;
 
 use actix_web::{App, HttpServer, web};
-use relay_core::Settings;
+use prometheus_client::registry::Registry;
 use relay_core::broker::Broker;
 use relay_core::shutdown::CancellationToken;
 use zoom_api::webhook::SigningKey;
 
-/// Which configured Zoom app signed a request.
-#[derive(Debug, Clone)]
-pub struct AccountRef {
-    pub name: String,
-    pub account_id: String,
-}
+pub use metrics::Metrics;
+pub use settings::{IngressSettings, WebhookAccount};
+
+use routes::Signer;
 
 pub struct Ingress {
     server: actix_web::dev::Server,
@@ -40,41 +46,55 @@ pub struct Ingress {
 
 impl Ingress {
     /// Binds `ingress.listen` and prepares the server; nothing is served until [`Ingress::run`].
-    pub fn build(settings: &Settings, broker: Broker) -> std::io::Result<Self> {
-        let listener = TcpListener::bind(settings.ingress.listen)?;
+    pub fn build(
+        settings: &IngressSettings,
+        accounts: &[WebhookAccount],
+        broker: Broker,
+        metrics: Metrics,
+        registry: Arc<Registry>,
+    ) -> std::io::Result<Self> {
+        let listener = TcpListener::bind(settings.listen)?;
         let port = listener.local_addr()?.port();
-        let keys: Vec<SigningKey<AccountRef>> = settings
-            .accounts
-            .iter()
-            .flat_map(|account| {
-                account.secret_tokens.iter().map(|secret| SigningKey {
-                    owner: AccountRef {
+        let keys_of = |account: &WebhookAccount| -> Vec<SigningKey<Signer>> {
+            account
+                .secret_tokens
+                .iter()
+                .map(|secret| SigningKey {
+                    owner: Signer {
                         name: account.name.clone(),
                         account_id: account.account_id.clone(),
                     },
                     secret: secret.clone(),
                 })
-            })
+                .collect()
+        };
+        let keys_by_account: HashMap<String, Vec<SigningKey<Signer>>> = accounts
+            .iter()
+            .map(|account| (account.name.clone(), keys_of(account)))
             .collect();
-        let metrics = Arc::new(metrics::Metrics::new());
         let state = web::Data::new(routes::State {
-            keys,
+            keys: accounts.iter().flat_map(keys_of).collect(),
+            keys_by_account,
             exchange: broker.topology().events_exchange(),
             publisher: broker.publisher(),
             broker,
-            max_body_bytes: settings.ingress.max_body_bytes,
-            timestamp_tolerance_secs: settings.ingress.timestamp_tolerance_secs,
+            seen: dedupe::Seen::new(Duration::from_secs(settings.timestamp_tolerance_secs)),
+            settings: settings.clone(),
             metrics,
+            registry,
         });
+        let serve_metrics = settings.serve_metrics;
         let mut server = HttpServer::new(move || {
             App::new()
                 .app_data(state.clone())
-                .configure(routes::configure)
+                .configure(|config| routes::configure(config, serve_metrics))
         })
         .disable_signals()
-        .shutdown_timeout(settings.ingress.shutdown_timeout.as_secs().max(1))
+        // Covers the request head only; the body has its own deadline (ingress.body_timeout).
+        .client_request_timeout(Duration::from_secs(5))
+        .shutdown_timeout(settings.shutdown_timeout.as_secs().max(1))
         .listen(listener)?;
-        if let Some(workers) = settings.ingress.workers {
+        if let Some(workers) = settings.workers {
             server = server.workers(workers);
         }
         Ok(Self {

@@ -1,4 +1,4 @@
-//! Prometheus metrics of one ingress: one registry per instance, so tests never share counters.
+//! Prometheus metrics of the ingress, registered in the process's registry.
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -16,16 +16,16 @@ pub struct EventLabels {
     pub event: String,
 }
 
+#[derive(Clone)]
 pub struct Metrics {
-    registry: Registry,
     requests: Family<OutcomeLabels, Counter>,
     events: Family<EventLabels, Counter>,
     publish_seconds: Histogram,
 }
 
 impl Metrics {
-    pub fn new() -> Self {
-        let mut registry = Registry::with_prefix("zoom_relay_ingress");
+    pub fn register(registry: &mut Registry) -> Self {
+        let registry = registry.sub_registry_with_prefix("zoom_relay_ingress");
         let requests = Family::<OutcomeLabels, Counter>::default();
         registry.register(
             "requests",
@@ -46,7 +46,6 @@ impl Metrics {
             publish_seconds.clone(),
         );
         Self {
-            registry,
             requests,
             events,
             publish_seconds,
@@ -70,18 +69,5 @@ impl Metrics {
             })
             .inc();
         self.publish_seconds.observe(seconds);
-    }
-
-    pub fn encode(&self) -> String {
-        let mut text = String::new();
-        // Writing into a String cannot fail.
-        let _ = prometheus_client::encoding::text::encode(&mut text, &self.registry);
-        text
-    }
-}
-
-impl Default for Metrics {
-    fn default() -> Self {
-        Self::new()
     }
 }

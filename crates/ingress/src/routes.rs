@@ -1,5 +1,12 @@
 //! HTTP handlers.
+//!
+//! A request is refused as early and as cheaply as possible: the signature headers' form and the
+//! timestamp's freshness before the body is read; the body's size as it arrives (never presized
+//! from `Content-Length`) and its arrival within `ingress.body_timeout`; then one HMAC per
+//! candidate token — one account's tokens on `/zoom/webhook/{account}`, every account's on the
+//! shared path — and only then any parsing.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
@@ -7,59 +14,105 @@ use actix_web::http::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
 use bytes::BytesMut;
 use futures_util::StreamExt;
+use prometheus_client::registry::Registry;
+use relay_core::binding::{Binding, Origin, header};
 use relay_core::broker::{Broker, Outgoing, Publisher};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 use tracing::{Instrument, info, warn};
+use zoom_api::EventName;
 use zoom_api::event::Envelope;
 use zoom_api::webhook::{
-    SIGNATURE_HEADER, SigningKey, TIMESTAMP_HEADER, TRACKING_ID_HEADER, URL_VALIDATION_EVENT,
-    Unverified,
+    SIGNATURE_HEADER, SignedHeaders, SigningKey, TIMESTAMP_HEADER, TRACKING_ID_HEADER,
 };
 
-use crate::AccountRef;
+use crate::dedupe::Seen;
 use crate::error::IngressError;
 use crate::metrics::Metrics;
+use crate::settings::IngressSettings;
 
 /// AMQP routing keys are short strings.
 const MAX_EVENT_NAME: usize = 255;
 
+/// Which configured account a key belongs to.
+#[derive(Debug, Clone)]
+pub struct Signer {
+    pub name: String,
+    pub account_id: String,
+}
+
 pub struct State {
-    pub keys: Vec<SigningKey<AccountRef>>,
+    /// Every account's keys, for the shared path.
+    pub keys: Vec<SigningKey<Signer>>,
+    /// Each account's own keys, for its own path.
+    pub keys_by_account: HashMap<String, Vec<SigningKey<Signer>>>,
     pub exchange: String,
     pub publisher: Publisher,
     pub broker: Broker,
-    pub max_body_bytes: usize,
-    pub timestamp_tolerance_secs: u64,
-    pub metrics: Arc<Metrics>,
+    pub settings: IngressSettings,
+    pub metrics: Metrics,
+    pub seen: Seen,
+    /// The process's registry, for `/metrics` when `ingress.serve_metrics` is on.
+    pub registry: Arc<Registry>,
 }
 
-pub fn configure(config: &mut web::ServiceConfig) {
+pub fn configure(config: &mut web::ServiceConfig, serve_metrics: bool) {
     config
         .service(
             web::resource("/zoom/webhook")
-                .route(web::post().to(webhook))
+                .route(web::post().to(shared_webhook))
+                .default_service(web::to(method_not_allowed)),
+        )
+        .service(
+            web::resource("/zoom/webhook/{account}")
+                .route(web::post().to(account_webhook))
                 .default_service(web::to(method_not_allowed)),
         )
         .route("/healthz", web::get().to(healthz))
-        .route("/readyz", web::get().to(readyz))
-        .route("/metrics", web::get().to(metrics))
-        .default_service(web::to(not_found));
+        .route("/readyz", web::get().to(readyz));
+    if serve_metrics {
+        config.route("/metrics", web::get().to(metrics));
+    }
+    config.default_service(web::to(not_found));
 }
 
-/// Verifies, then stores, then answers: 200 means the broker has the event.
-pub async fn webhook(
+async fn shared_webhook(
     request: HttpRequest,
     payload: web::Payload,
     state: web::Data<State>,
 ) -> Result<HttpResponse, IngressError> {
+    webhook(request, payload, &state, &state.keys).await
+}
+
+async fn account_webhook(
+    request: HttpRequest,
+    payload: web::Payload,
+    path: web::Path<String>,
+    state: web::Data<State>,
+) -> Result<HttpResponse, IngressError> {
+    let Some(keys) = state.keys_by_account.get(path.as_str()) else {
+        state.metrics.request(IngressError::UnknownAccount.code());
+        return Err(IngressError::UnknownAccount);
+    };
+    webhook(request, payload, &state, keys).await
+}
+
+/// Verifies, then stores, then answers: 200 means the broker has the event.
+async fn webhook(
+    request: HttpRequest,
+    payload: web::Payload,
+    state: &State,
+    keys: &[SigningKey<Signer>],
+) -> Result<HttpResponse, IngressError> {
     let span = tracing::info_span!(
         "webhook",
+        account = tracing::field::Empty,
         account_id = tracing::field::Empty,
         event = tracing::field::Empty,
+        meeting_uuid = tracing::field::Empty,
         message_id = tracing::field::Empty,
     );
-    let outcome = receive(&request, payload, &state)
+    let outcome = receive(&request, payload, state, keys)
         .instrument(span.clone())
         .await;
     let _entered = span.enter();
@@ -67,6 +120,7 @@ pub async fn webhook(
         // Counted where the confirm arrived (`event_stored`): a client that hung up meanwhile
         // drops this future, and the count must still match what the broker holds.
         Ok(Received::Stored) => {}
+        Ok(Received::Duplicate) => state.metrics.request("duplicate"),
         Ok(Received::UrlValidation(_)) => state.metrics.request("url_validation"),
         Err(error) => {
             state.metrics.request(error.code());
@@ -76,12 +130,15 @@ pub async fn webhook(
     }
     outcome.map(|received| match received {
         Received::Stored => HttpResponse::Ok().json(json!({ "status": "stored" })),
+        Received::Duplicate => HttpResponse::Ok().json(json!({ "status": "duplicate" })),
         Received::UrlValidation(answer) => HttpResponse::Ok().json(answer),
     })
 }
 
 enum Received {
     Stored,
+    /// This exact delivery was stored already, within the timestamp window.
+    Duplicate,
     UrlValidation(serde_json::Value),
 }
 
@@ -89,28 +146,35 @@ async fn receive(
     request: &HttpRequest,
     payload: web::Payload,
     state: &State,
+    keys: &[SigningKey<Signer>],
 ) -> Result<Received, IngressError> {
-    let header = |name: &str| {
+    let header_value = |name: &str| {
         request
             .headers()
             .get(name)
             .and_then(|value| value.to_str().ok())
     };
-    let (timestamp, signature) = (header(TIMESTAMP_HEADER), header(SIGNATURE_HEADER));
-    // Refuse an unsigned request before spending anything on its body.
-    if timestamp.is_none() || signature.is_none() {
-        return Err(zoom_api::webhook::VerifyError::MissingHeaders.into());
-    }
-    let declared_length = header(CONTENT_LENGTH.as_str()).and_then(|length| length.parse().ok());
-    let body = read_body(payload, declared_length, state.max_body_bytes).await?;
-    let verified = Unverified::new(timestamp, signature, &body).verify(
-        &state.keys,
+    let settings = &state.settings;
+    // Refuse a malformed, unsigned or stale request before spending anything on its body.
+    let signed = SignedHeaders::parse(
+        header_value(TIMESTAMP_HEADER),
+        header_value(SIGNATURE_HEADER),
         unix_now(),
-        state.timestamp_tolerance_secs,
+        settings.timestamp_tolerance_secs,
     )?;
-    let account = verified.owner();
+    let declared_length =
+        header_value(CONTENT_LENGTH.as_str()).and_then(|length| length.parse().ok());
+    let body = tokio::time::timeout(
+        settings.body_timeout,
+        read_body(payload, declared_length, settings.max_body_bytes),
+    )
+    .await
+    .map_err(|_| IngressError::BodyTimeout(settings.body_timeout))??;
+    let verified = signed.verify(&body, keys)?;
+    let signer = verified.owner();
     let span = tracing::Span::current();
-    span.record("account_id", account.account_id.as_str());
+    span.record("account", signer.name.as_str());
+    span.record("account_id", signer.account_id.as_str());
 
     let envelope: Envelope =
         serde_json::from_slice(verified.body()).map_err(|_| IngressError::InvalidJson)?;
@@ -118,8 +182,14 @@ async fn receive(
         return Err(IngressError::MissingEvent);
     }
     span.record("event", envelope.event.as_str());
+    // Signed by one account, it may act only for that account.
+    if let Some(named) = envelope.account_ids().find(|id| *id != signer.account_id) {
+        return Err(IngressError::AccountMismatch {
+            named: named.to_owned(),
+        });
+    }
 
-    if envelope.event == URL_VALIDATION_EVENT {
+    if envelope.event == EventName::EndpointUrlValidation.as_str() {
         let plain_token = envelope
             .plain_token()
             .ok_or(IngressError::MissingPlainToken)?;
@@ -129,21 +199,34 @@ async fn receive(
             "encryptedToken": verified.answer_url_validation(plain_token),
         })));
     }
+    if state.seen.contains(signed.digest()) {
+        info!("a delivery stored before, replayed within the window: not stored again");
+        return Ok(Received::Duplicate);
+    }
 
     // Zoom's tracking id names this delivery; without one, the body does.
-    let message_id = match header(TRACKING_ID_HEADER) {
+    let message_id = match header_value(TRACKING_ID_HEADER) {
         Some(tracking_id) if !tracking_id.is_empty() => tracking_id.to_owned(),
         _ => format!("sha256:{}", hex::encode(Sha256::digest(verified.body()))),
     };
     span.record("message_id", message_id.as_str());
+    let meeting_uuid = envelope.meeting_uuid().unwrap_or_default();
+    span.record("meeting_uuid", meeting_uuid);
+    let mut headers = Binding::new(&signer.name, &signer.account_id, Origin::Webhook).to_headers();
+    relay_core::binding::set_text(&mut headers, header::EVENT, &envelope.event);
+    relay_core::binding::set_int(
+        &mut headers,
+        header::EVENT_TS,
+        envelope.event_ts.unwrap_or_default(),
+    );
+    relay_core::binding::set_int(&mut headers, header::RECEIVED_AT, unix_now_ms());
+    relay_core::binding::set_text(&mut headers, header::MEETING_UUID, meeting_uuid);
     let message = Outgoing::new(&state.exchange, &envelope.event, verified.body())
         .message_id(&message_id)
-        .header("account", account.name.as_str())
-        .header("account_id", account.account_id.as_str())
-        .header("event", envelope.event.as_str())
-        .header("event_ts", envelope.event_ts.unwrap_or_default());
+        .headers(headers);
     let started = Instant::now();
     state.publisher.publish(message).await?;
+    state.seen.insert(*signed.digest());
     state
         .metrics
         .event_stored(&envelope.event, started.elapsed().as_secs_f64());
@@ -152,7 +235,7 @@ async fn receive(
 }
 
 /// Reads the raw body, refusing as soon as it would exceed `limit`: an oversized body is never
-/// held whole.
+/// held whole, and memory grows with what arrived, not with what `Content-Length` claims.
 async fn read_body(
     mut payload: web::Payload,
     declared_length: Option<usize>,
@@ -161,7 +244,7 @@ async fn read_body(
     if declared_length.is_some_and(|length| length > limit) {
         return Err(IngressError::BodyTooLarge { limit });
     }
-    let mut body = BytesMut::with_capacity(declared_length.unwrap_or(8 * 1024).min(limit));
+    let mut body = BytesMut::new();
     while let Some(chunk) = payload.next().await {
         let chunk = chunk.map_err(|_| IngressError::BodyUnreadable)?;
         if body.len() + chunk.len() > limit {
@@ -176,6 +259,13 @@ fn unix_now() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|elapsed| elapsed.as_secs() as i64)
+        .unwrap_or_default()
+}
+
+fn unix_now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|elapsed| elapsed.as_millis() as i64)
         .unwrap_or_default()
 }
 
@@ -200,7 +290,7 @@ async fn metrics(state: web::Data<State>) -> HttpResponse {
             CONTENT_TYPE,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
         ))
-        .body(state.metrics.encode())
+        .body(relay_core::metrics::encode(&state.registry))
 }
 
 async fn not_found() -> HttpResponse {

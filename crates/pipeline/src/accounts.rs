@@ -1,17 +1,20 @@
-//! Each configured account, ready to use: settings, Zoom client, destination, path templates.
+//! Each configured account, ready to use: its settings, its one Zoom client (one token cache and
+//! one rate budget per account per process), its destination and its path templates.
 
 use std::sync::Arc;
 
-use relay_core::Settings;
-use relay_core::settings::AccountSettings;
-use zoom_api::ZoomClient;
+use relay_core::binding::Binding;
+use relay_core::failure::{Code, StageError};
+use relay_storage::{Location, StorageError};
+use zoom_api::model::MeetingRecordings;
+use zoom_api::{ZoomClient, ZoomSettings};
 
 use crate::paths::{PathTemplates, TemplateError};
-use crate::storage::{Location, StorageError};
+use crate::settings::AccountSettings;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AccountError {
-    #[error("account `{account}`: {source}")]
+    #[error("account `{account}`: destination: {source}")]
     Storage {
         account: String,
         source: StorageError,
@@ -36,6 +39,10 @@ pub struct Account {
 }
 
 impl Account {
+    pub fn name(&self) -> &str {
+        &self.settings.name
+    }
+
     /// Whether the account wants this file type (`file_types` empty: everything).
     pub fn wants_file_type(&self, file_type: &str) -> bool {
         self.settings.file_types.is_empty()
@@ -53,28 +60,48 @@ impl Account {
         (self.settings.include_hosts.is_empty() || listed(&self.settings.include_hosts))
             && !listed(&self.settings.exclude_hosts)
     }
+
+    /// Why this account does not archive `meeting`, if it does not.
+    pub fn skip_reason(&self, meeting: &MeetingRecordings) -> Option<&'static str> {
+        let settings = &self.settings;
+        if meeting.is_webinar() && !settings.webinars {
+            return Some("webinars are off for this account");
+        }
+        if !meeting.is_webinar() && !settings.meetings {
+            return Some("meetings are off for this account");
+        }
+        if !self.wants_host(meeting.host_email.as_deref()) {
+            return Some("host filtered out");
+        }
+        if meeting
+            .duration
+            .is_some_and(|minutes| minutes < settings.min_duration_minutes)
+        {
+            return Some("shorter than min_duration_minutes");
+        }
+        None
+    }
 }
 
-/// All configured accounts, by name and by Zoom account id.
+/// All configured accounts. Built once per process by the composition root.
 #[derive(Clone)]
 pub struct Accounts {
     accounts: Arc<Vec<Account>>,
 }
 
 impl Accounts {
-    pub fn new(settings: &Settings) -> Result<Self, AccountError> {
-        let accounts = settings
-            .accounts
+    pub fn new(accounts: &[AccountSettings], zoom: &ZoomSettings) -> Result<Self, AccountError> {
+        let accounts = accounts
             .iter()
             .map(|account| {
                 let name = account.name.clone();
                 Ok(Account {
-                    zoom: ZoomClient::new(&settings.zoom, account).map_err(|source| {
-                        AccountError::Zoom {
+                    zoom: ZoomClient::new(zoom, &account.name, account.credentials()).map_err(
+                        |source| AccountError::Zoom {
                             account: name.clone(),
                             source,
-                        }
-                    })?,
+                        },
+                    )?,
                     destination: Location::parse(
                         &account.destination,
                         &account.destination_options,
@@ -104,21 +131,26 @@ impl Accounts {
             .find(|account| account.settings.name == name)
     }
 
-    /// The account a stage message names; a message for an account no longer configured is
-    /// dead-lettered, not retried.
-    pub fn require(&self, name: &str) -> Result<&Account, relay_core::consumer::StageError> {
-        self.by_name(name).ok_or_else(|| {
-            relay_core::consumer::StageError::reject(
-                "unknown_account",
-                format!("no configured account named `{name}`"),
+    /// The account a message is bound to. Refuses a binding to an account no longer configured,
+    /// and one whose Zoom account id is not the configured account's (a renamed or reassigned
+    /// name must not redirect another tenant's work).
+    pub fn resolve(&self, binding: &Binding) -> Result<&Account, StageError> {
+        let account = self.by_name(&binding.account).ok_or_else(|| {
+            StageError::new(
+                Code::UnknownAccount,
+                format!("no configured account named `{}`", binding.account),
             )
-        })
-    }
-
-    pub fn by_zoom_id(&self, account_id: &str) -> Option<&Account> {
-        self.accounts
-            .iter()
-            .find(|account| account.settings.account_id == account_id)
+        })?;
+        if account.settings.account_id != binding.account_id {
+            return Err(StageError::new(
+                Code::AccountMismatch,
+                format!(
+                    "the message is bound to Zoom account `{}`, but `{}` is configured with another id",
+                    binding.account_id, binding.account
+                ),
+            ));
+        }
+        Ok(account)
     }
 
     pub fn iter(&self) -> impl Iterator<Item = &Account> {

@@ -4,9 +4,11 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use zoom_api::EventName;
 use zoom_api::model::{FileType, MeetingRecordings, RecordingFile};
 
 use crate::paths::{PathTemplates, TemplateError, segment_numbers};
+use crate::settings::AccountSettings;
 
 /// What plan records for every file it wants (no download URL: that is a credential).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -48,7 +50,11 @@ pub struct ManifestFile {
     pub end: Option<String>,
     pub size: u64,
     pub sha256: String,
-    /// Relative to the destination's root.
+    /// The size Zoom listed for the file when it was planned. Cleanup deletes a file at Zoom
+    /// only while Zoom still lists it with this size.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub listed_size: Option<u64>,
+    /// The key at the destination, relative to its root, exactly as written.
     pub path: String,
 }
 
@@ -108,13 +114,31 @@ impl Manifest {
             .chain(&self.concatenated)
     }
 
+    /// What this manifest asks the destination to hold: every file's id, digest and path, and
+    /// the manifest's own path. Two manifests with the same digest need one upload.
+    pub fn content_digest(&self) -> String {
+        use sha2::Digest;
+        let mut hasher = sha2::Sha256::new();
+        let mut files: Vec<&ManifestFile> = self.files().collect();
+        files.sort_by(|a, b| a.file_id.cmp(&b.file_id));
+        for file in files {
+            for part in [&file.file_id, &file.sha256, &file.path] {
+                hasher.update(part.as_bytes());
+                hasher.update([0]);
+            }
+        }
+        hasher.update(self.manifest_path.as_bytes());
+        hasher.update(self.topic.as_bytes());
+        hex::encode(hasher.finalize())
+    }
+
     /// Builds the manifest from the latest meeting description, every wanted file and its staged
     /// record. The caller checked every wanted file is staged.
     ///
     /// `previous`, the manifest written before for this meeting, pins its files' paths and its
     /// folder: what is at the destination never moves.
     pub fn build(
-        account: &relay_core::settings::AccountSettings,
+        account: &AccountSettings,
         templates: &PathTemplates,
         metas: &[MeetingMeta],
         wanted: &[WantedFile],
@@ -123,7 +147,10 @@ impl Manifest {
     ) -> Result<(Self, MeetingRecordings), TemplateError> {
         let latest = metas
             .iter()
-            .max_by_key(|meta| (meta.event == "recording.completed", meta.event_ts))
+            .max_by_key(|meta| {
+                let completed = meta.event == EventName::RecordingCompleted.as_str();
+                (completed, meta.event_ts)
+            })
             .map(|meta| meta.meeting.clone())
             .unwrap_or_default();
         let mut source_events: Vec<String> =
@@ -161,16 +188,14 @@ impl Manifest {
                 end: file.recording_end.clone(),
                 size: record.size,
                 sha256: record.sha256.clone(),
+                listed_size: file.file_size,
                 path: paths.get(&id)?.clone(),
             })
         };
         let mut segments: BTreeMap<u32, Segment> = BTreeMap::new();
         let mut manifest = Manifest {
             account: account.name.clone(),
-            account_id: latest
-                .account_id
-                .clone()
-                .or_else(|| Some(account.account_id.clone())),
+            account_id: Some(account.account_id.clone()),
             meeting_uuid: latest.uuid.clone(),
             meeting_id: latest.id,
             topic: latest.topic.clone(),

@@ -1,17 +1,22 @@
-//! The one place object paths are built from a recording's identity.
+//! The one place destination paths are built from a recording's identity.
 //!
-//! Every value that comes from Zoom is sanitised before it becomes part of a path: UUIDs hold `/`
-//! and `+`, topics hold zero-width and path-hostile characters, and any component must be valid
-//! on every filesystem and object store.
+//! Every value that comes from Zoom becomes a key component through
+//! [`relay_storage::names`]: UUIDs hold `/` and `+`, topics hold zero-width, bidi and
+//! path-hostile characters, and no component may exceed what any store allows. The paths this
+//! module returns are the keys written, byte for byte: the manifest records them as they are.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
-use sha2::{Digest, Sha256};
+use relay_storage::names::{self, MAX_COMPONENT_BYTES, component, component_within, short_digest};
 use zoom_api::model::{FileType, MeetingRecordings, RecordingFile};
 
-/// Longest component we write, in bytes (filesystems allow 255).
-const MAX_COMPONENT: usize = 120;
+use crate::settings::AccountSettings;
+
+/// Longest a single placeholder's value may make a component: several fit in one.
+const MAX_VALUE_BYTES: usize = 120;
+/// Longest file extension kept when a name must be cut.
+const MAX_EXTENSION_BYTES: usize = 12;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum TemplateError {
@@ -19,61 +24,19 @@ pub enum TemplateError {
     Unknown(String),
     #[error("unclosed `{{` in the template")]
     Unclosed,
-}
-
-/// A path component safe everywhere: no separators, no control or invisible characters, none of
-/// `\ : * ? " < > |`, no leading or trailing dots or spaces, never empty, `.` or `..`.
-pub fn sanitize(value: &str) -> String {
-    let mut out = String::with_capacity(value.len());
-    let mut last_was_space = false;
-    for ch in value.chars() {
-        let invisible = ch.is_control()
-            || matches!(ch, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2064}' | '\u{FEFF}' | '\u{00AD}');
-        if invisible {
-            continue;
-        }
-        let mapped = match ch {
-            '/' | '\\' | ':' | '*' | '?' | '"' | '<' | '>' | '|' | '%' | '#' => '_',
-            ch if ch.is_whitespace() => ' ',
-            ch => ch,
-        };
-        if mapped == ' ' {
-            if last_was_space {
-                continue;
-            }
-            last_was_space = true;
-        } else {
-            last_was_space = false;
-        }
-        if out.len() + mapped.len_utf8() > MAX_COMPONENT {
-            break;
-        }
-        out.push(mapped);
-    }
-    let trimmed = out.trim_matches(|c: char| c == '.' || c == ' ');
-    if trimmed.is_empty() {
-        "_".to_owned()
-    } else {
-        trimmed.to_owned()
-    }
+    #[error("a file template must not make folders (`/`)")]
+    FileTemplateWithFolder,
 }
 
 /// A Zoom UUID as a path component: base64's `/` and `+` become `_` and `-` (the URL-safe
 /// alphabet, so distinct UUIDs stay distinct).
 pub fn uuid_component(uuid: &str) -> String {
-    sanitize(&uuid.replace('/', "_").replace('+', "-"))
-}
-
-/// Staging's folder for a meeting: the readable UUID plus a digest, so that UUIDs differing only
-/// in case stay apart on case-insensitive filesystems.
-pub fn meeting_key(uuid: &str) -> String {
-    let digest = hex::encode(Sha256::digest(uuid.as_bytes()));
-    format!("{}-{}", uuid_component(uuid), &digest[..8])
+    component(&uuid.replace('/', "_").replace('+', "-"))
 }
 
 fn extension(file: &RecordingFile) -> String {
     if let Some(extension) = file.file_extension.as_deref().filter(|e| !e.is_empty()) {
-        return sanitize(&extension.to_ascii_lowercase());
+        return component_within(&extension.to_ascii_lowercase(), MAX_EXTENSION_BYTES);
     }
     match file.file_type {
         FileType::Mp4 => "mp4",
@@ -110,27 +73,40 @@ fn render(
     Ok(out)
 }
 
-/// Templates of one account, checked once at start.
-#[derive(Debug, Clone)]
-pub struct PathTemplates {
-    pub meeting_dir: String,
-    pub file_name: String,
-    pub account: String,
+/// Cuts a rendered file name to the component limit, keeping its extension.
+fn fit_file_name(name: &str, limit: usize) -> String {
+    if name.len() <= limit {
+        return name.to_owned();
+    }
+    match name.rsplit_once('.') {
+        Some((stem, ext)) if ext.len() <= MAX_EXTENSION_BYTES && !stem.is_empty() => {
+            let stem = names::truncate(stem, limit - ext.len() - 1).trim_end_matches([' ', '.']);
+            format!("{stem}.{ext}")
+        }
+        _ => names::truncate(name, limit).to_owned(),
+    }
+}
+
+/// Appends `-{suffix}` before a name's extension.
+fn with_suffix(name: &str, suffix: &str) -> String {
+    match name.rsplit_once('.') {
+        Some((stem, ext)) if ext.len() <= MAX_EXTENSION_BYTES && !stem.is_empty() => {
+            format!("{stem}-{suffix}.{ext}")
+        }
+        _ => format!("{name}-{suffix}"),
+    }
 }
 
 /// The segment each file belongs to: files sharing a `recording_start` are views of one segment;
 /// segments are numbered from 1 in time order.
 pub fn segment_numbers<'a>(files: impl Iterator<Item = &'a RecordingFile>) -> HashMap<String, u32> {
-    let mut starts: Vec<&str> = Vec::new();
     let files: Vec<&RecordingFile> = files.collect();
-    for file in &files {
-        if let Some(start) = file.recording_start.as_deref()
-            && !starts.contains(&start)
-        {
-            starts.push(start);
-        }
-    }
+    let mut starts: Vec<&str> = files
+        .iter()
+        .filter_map(|file| file.recording_start.as_deref())
+        .collect();
     starts.sort();
+    starts.dedup();
     files
         .iter()
         .filter_map(|file| {
@@ -141,8 +117,19 @@ pub fn segment_numbers<'a>(files: impl Iterator<Item = &'a RecordingFile>) -> Ha
         .collect()
 }
 
+/// Templates of one account, checked once at start.
+#[derive(Debug, Clone)]
+pub struct PathTemplates {
+    pub meeting_dir: String,
+    pub file_name: String,
+    pub account: String,
+}
+
 impl PathTemplates {
-    pub fn new(account: &relay_core::settings::AccountSettings) -> Result<Self, TemplateError> {
+    pub fn new(account: &AccountSettings) -> Result<Self, TemplateError> {
+        if account.file_template.contains('/') {
+            return Err(TemplateError::FileTemplateWithFolder);
+        }
         let templates = Self {
             meeting_dir: account.path_template.clone(),
             file_name: account.file_template.clone(),
@@ -162,38 +149,69 @@ impl PathTemplates {
         Ok(templates)
     }
 
+    /// A meeting's placeholders, shared by both templates. `None` for an unknown name.
+    fn meeting_value(
+        &self,
+        meeting: &MeetingRecordings,
+        name: &str,
+        format: Option<&str>,
+    ) -> Option<String> {
+        let value = |text: &str| component_within(text, MAX_VALUE_BYTES);
+        Some(match name {
+            "account" => value(&self.account),
+            "host_email" => value(meeting.host_email.as_deref().unwrap_or("unknown-host")),
+            "topic" => value(&meeting.topic),
+            "meeting_uuid" => uuid_component(&meeting.uuid),
+            "meeting_id" => meeting
+                .id
+                .map(|id| id.to_string())
+                .unwrap_or_else(|| "_".into()),
+            "kind" => if meeting.is_webinar() {
+                "webinar"
+            } else {
+                "meeting"
+            }
+            .into(),
+            "start" => {
+                let start = meeting
+                    .start_time
+                    .as_deref()
+                    .and_then(|time| DateTime::parse_from_rfc3339(time).ok())
+                    .map(|time| time.with_timezone(&Utc));
+                let format = format.unwrap_or("%Y-%m-%dT%H%M%SZ");
+                let mut rendered = String::new();
+                match start {
+                    Some(time) => {
+                        use std::fmt::Write;
+                        // An invalid strftime format is an error of the template, not a panic.
+                        if write!(rendered, "{}", time.format(format)).is_err() {
+                            return Some("invalid-date-format".into());
+                        }
+                    }
+                    None => rendered.push_str("unknown-date"),
+                }
+                // A format may make folders (`%Y/%m/%d`): each part on its own, slashes kept.
+                rendered
+                    .split('/')
+                    .map(component)
+                    .collect::<Vec<_>>()
+                    .join("/")
+            }
+            _ => return None,
+        })
+    }
+
     /// The meeting's folder under the destination.
     pub fn meeting_dir(&self, meeting: &MeetingRecordings) -> Result<String, TemplateError> {
-        let start = meeting
-            .start_time
-            .as_deref()
-            .and_then(|time| DateTime::parse_from_rfc3339(time).ok())
-            .map(|time| time.with_timezone(&Utc));
-        render(&self.meeting_dir, |name, format| {
-            Some(match name {
-                "account" => sanitize(&self.account),
-                "host_email" => sanitize(meeting.host_email.as_deref().unwrap_or("unknown-host")),
-                "topic" => sanitize(&meeting.topic),
-                "meeting_uuid" => uuid_component(&meeting.uuid),
-                "meeting_id" => meeting
-                    .id
-                    .map(|id| id.to_string())
-                    .unwrap_or_else(|| "_".into()),
-                "start" => {
-                    let format = format.unwrap_or("%Y-%m-%dT%H%M%SZ");
-                    let rendered = start
-                        .map(|t| t.format(format).to_string())
-                        .unwrap_or_else(|| "unknown-date".into());
-                    // A format may make folders (`%Y/%m/%d`): sanitise each part, keep the slashes.
-                    rendered
-                        .split('/')
-                        .map(sanitize)
-                        .collect::<Vec<_>>()
-                        .join("/")
-                }
-                _ => return None,
-            })
-        })
+        let rendered = render(&self.meeting_dir, |name, format| {
+            self.meeting_value(meeting, name, format)
+        })?;
+        Ok(rendered
+            .split('/')
+            .filter(|part| !part.is_empty())
+            .map(component)
+            .collect::<Vec<_>>()
+            .join("/"))
     }
 
     /// A file's name inside the meeting's folder.
@@ -214,25 +232,26 @@ impl PathTemplates {
                 .clone()
                 .unwrap_or_else(|| file.file_type.as_str().to_ascii_lowercase())
         };
-        let rendered = render(&self.file_name, |name, _| {
+        let rendered = render(&self.file_name, |name, format| {
             Some(match name {
                 "segment" => segment.to_string(),
-                "view" => sanitize(&view),
-                "file_type" => sanitize(&file.file_type.as_str().to_ascii_lowercase()),
-                "file_id" => sanitize(file.id.as_deref().unwrap_or("unknown")),
+                "view" => component_within(&view, MAX_VALUE_BYTES),
+                "file_type" => component(&file.file_type.as_str().to_ascii_lowercase()),
+                "file_id" => component_within(file.id.as_deref().unwrap_or("unknown"), 64),
                 "ext" => extension(file),
-                "meeting_uuid" => uuid_component(&meeting.uuid),
-                "topic" => sanitize(&meeting.topic),
-                "account" => sanitize(&self.account),
-                _ => return None,
+                other => return self.meeting_value(meeting, other, format),
             })
         })?;
-        Ok(sanitize(&rendered))
+        // Room for a `-{digest}` that tells colliding names apart.
+        Ok(fit_file_name(
+            &component(&rendered),
+            MAX_COMPONENT_BYTES - 17,
+        ))
     }
 
     /// Destination paths (relative to the destination's root) for every file, unique: when two
-    /// files would share a name (same view twice in a segment, say), the later ones by file id get
-    /// the id's start appended.
+    /// files would share a name (the same view twice in a segment, say), the later ones by file
+    /// id get a digest of their id appended, so distinct files never share a key.
     ///
     /// `pinned` paths (those an earlier manifest gave, already at the destination) are kept as
     /// they are, and `dir` (the earlier manifest's folder) replaces the template's: a later event
@@ -251,7 +270,7 @@ impl PathTemplates {
         let segments = segment_numbers(files.iter().map(|(file, _)| file));
         let mut sorted: Vec<&(RecordingFile, bool)> = files.iter().collect();
         sorted.sort_by(|a, b| a.0.id.cmp(&b.0.id));
-        let mut taken: std::collections::HashSet<String> = pinned.values().cloned().collect();
+        let mut taken: HashSet<String> = pinned.values().cloned().collect();
         let mut paths = HashMap::new();
         for (file, participant) in sorted {
             let Some(id) = file.id.clone() else { continue };
@@ -261,14 +280,11 @@ impl PathTemplates {
             }
             let segment = segments.get(&id).copied().unwrap_or(1);
             let name = self.file_name(meeting, file, *participant, segment)?;
-            let mut path = format!("{dir}/{name}");
-            if !taken.insert(path.clone()) {
-                let short: String = sanitize(&id).chars().take(8).collect();
-                path = match name.rsplit_once('.') {
-                    Some((stem, ext)) => format!("{dir}/{stem}-{short}.{ext}"),
-                    None => format!("{dir}/{name}-{short}"),
-                };
-                taken.insert(path.clone());
+            let mut path = join(&dir, &name);
+            let mut length = 8;
+            while !taken.insert(path.clone()) {
+                path = join(&dir, &with_suffix(&name, &short_digest(&id, length)));
+                length += 4;
             }
             paths.insert(id, path);
         }
@@ -276,28 +292,32 @@ impl PathTemplates {
     }
 }
 
+fn join(dir: &str, name: &str) -> String {
+    if dir.is_empty() {
+        name.to_owned()
+    } else {
+        format!("{dir}/{name}")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn sanitises_hostile_topics() {
-        assert_eq!(
-            sanitize("Quarterly review\u{200b}: plans/risks? <draft>"),
-            "Quarterly review_ plans_risks_ _draft_"
-        );
-        assert_eq!(sanitize("../../etc/passwd"), "_.._etc_passwd");
-        assert_eq!(sanitize(".."), "_");
-        assert_eq!(sanitize("   "), "_");
-        assert_eq!(sanitize("a\u{0}b\nc"), "abc");
-        assert!(sanitize(&"é".repeat(200)).len() <= MAX_COMPONENT);
+    fn account() -> AccountSettings {
+        toml_account("")
     }
 
-    #[test]
-    fn uuids_stay_distinct_and_flat() {
-        assert_eq!(uuid_component("ab/c+d=="), "ab_c-d==");
-        assert_ne!(uuid_component("a/b"), uuid_component("a+b"));
-        assert_ne!(meeting_key("abc=="), meeting_key("ABC=="));
+    fn toml_account(extra: &str) -> AccountSettings {
+        #[derive(serde::Deserialize)]
+        struct Holder {
+            accounts: Vec<AccountSettings>,
+        }
+        let text = format!(
+            "[[accounts]]\nname='acme'\naccount_id='a'\nclient_id='c'\nclient_secret='s'\nsecret_tokens=['t']\n{extra}"
+        );
+        let holder: Holder = toml::from_str(&text).expect("account");
+        holder.accounts.into_iter().next().expect("one")
     }
 
     fn meeting() -> MeetingRecordings {
@@ -323,13 +343,7 @@ mod tests {
 
     #[test]
     fn renders_the_default_templates() {
-        let account = relay_core::Settings::from_toml(
-            "[[accounts]]\nname='acme'\naccount_id='a'\nclient_id='c'\nclient_secret='s'\nsecret_tokens=['t']\n",
-        )
-        .expect("settings")
-        .accounts
-        .remove(0);
-        let templates = PathTemplates::new(&account).expect("valid templates");
+        let templates = PathTemplates::new(&account()).expect("valid templates");
         let files = vec![
             (file("f1", "2026-03-04T05:06:07Z", "gallery_view"), false),
             (file("f2", "2026-03-04T06:00:00Z", "gallery_view"), false),
@@ -338,29 +352,78 @@ mod tests {
         let paths = templates
             .assign(&meeting(), &files, None, &HashMap::new())
             .expect("paths");
-        assert_eq!(
-            paths["f1"],
-            "Host@Example.com/2026/03/04/Plans_2026_-_ab-cd__ef==/1-gallery_view.mp4"
-        );
-        assert_eq!(
-            paths["f2"],
-            "Host@Example.com/2026/03/04/Plans_2026_-_ab-cd__ef==/2-gallery_view.mp4"
-        );
+        let dir = "Host@Example.com/2026/03/04/Plans_2026_-_ab-cd__ef==";
+        assert_eq!(paths["f1"], format!("{dir}/1-gallery_view.mp4"));
+        assert_eq!(paths["f2"], format!("{dir}/2-gallery_view.mp4"));
         assert_eq!(
             paths["f3"],
-            "Host@Example.com/2026/03/04/Plans_2026_-_ab-cd__ef==/2-gallery_view-f3.mp4"
+            format!("{dir}/2-gallery_view-{}.mp4", short_digest("f3", 8))
         );
     }
 
     #[test]
+    fn three_same_named_files_and_ids_differing_by_slash_get_distinct_paths() {
+        let templates = PathTemplates::new(&toml_account("file_template = '{file_id}.{ext}'"))
+            .expect("templates");
+        let files: Vec<(RecordingFile, bool)> = ["a/b", "a_b", "a:b", "a?b"]
+            .iter()
+            .map(|id| (file(id, "2026-03-04T05:06:07Z", "gallery_view"), false))
+            .collect();
+        let paths = templates
+            .assign(&meeting(), &files, None, &HashMap::new())
+            .expect("paths");
+        let distinct: HashSet<&String> = paths.values().collect();
+        assert_eq!(distinct.len(), 4, "{paths:?}");
+    }
+
+    #[test]
+    fn non_latin_and_very_long_topics_stay_within_every_stores_limit() {
+        let templates = PathTemplates::new(&account()).expect("templates");
+        for topic in [
+            "Unity_4 зум 18:40 [142]".to_owned(),
+            "Совещание отдела разработки и планирования".repeat(3),
+            "x".repeat(300),
+        ] {
+            let meeting = MeetingRecordings { topic, ..meeting() };
+            let files = vec![(file("f1", "2026-03-04T05:06:07Z", &"v".repeat(300)), false)];
+            let paths = templates
+                .assign(&meeting, &files, None, &HashMap::new())
+                .expect("paths");
+            for part in paths["f1"].split('/') {
+                assert!(
+                    part.len() <= MAX_COMPONENT_BYTES,
+                    "{} bytes: {part}",
+                    part.len()
+                );
+                assert!(
+                    object_store::path::PathPart::parse(part).is_ok(),
+                    "stored as is: {part}"
+                );
+            }
+            assert!(paths["f1"].ends_with(".mp4"), "{}", paths["f1"]);
+        }
+    }
+
+    #[test]
+    fn file_templates_take_the_meetings_placeholders() {
+        let templates = PathTemplates::new(&toml_account(
+            "file_template = '{start:%Y%m%d}-{host_email}-{meeting_id}-{kind}-{view}.{ext}'",
+        ))
+        .expect("every placeholder the docs promise");
+        let name = templates
+            .file_name(
+                &meeting(),
+                &file("f1", "2026-03-04T05:06:07Z", "gallery_view"),
+                false,
+                1,
+            )
+            .expect("name");
+        assert_eq!(name, "20260304-Host@Example.com-_-meeting-gallery_view.mp4");
+    }
+
+    #[test]
     fn pinned_paths_stay_put_when_a_segment_arrives_later() {
-        let account = relay_core::Settings::from_toml(
-            "[[accounts]]\nname='acme'\naccount_id='a'\nclient_id='c'\nclient_secret='s'\nsecret_tokens=['t']\n",
-        )
-        .expect("settings")
-        .accounts
-        .remove(0);
-        let templates = PathTemplates::new(&account).expect("valid templates");
+        let templates = PathTemplates::new(&account()).expect("valid templates");
         let later = vec![(file("f2", "2026-03-04T06:00:00Z", "gallery_view"), false)];
         let first = templates
             .assign(&meeting(), &later, None, &HashMap::new())
@@ -378,11 +441,14 @@ mod tests {
             .assign(&meeting(), &both, Some(&dir), &first)
             .expect("paths");
         assert_eq!(again["f2"], first["f2"]);
-        assert_eq!(again["f1"], format!("{dir}/1-gallery_view-f1.mp4"));
+        assert_eq!(
+            again["f1"],
+            format!("{dir}/1-gallery_view-{}.mp4", short_digest("f1", 8))
+        );
     }
 
     #[test]
-    fn refuses_unknown_placeholders() {
+    fn refuses_unknown_placeholders_and_folders_in_file_names() {
         let templates = PathTemplates {
             meeting_dir: "{nope}".into(),
             file_name: "{segment}".into(),
@@ -392,5 +458,9 @@ mod tests {
             templates.meeting_dir(&meeting()),
             Err(TemplateError::Unknown("nope".into()))
         );
+        assert!(matches!(
+            PathTemplates::new(&toml_account("file_template = '{view}/{ext}'")),
+            Err(TemplateError::FileTemplateWithFolder)
+        ));
     }
 }

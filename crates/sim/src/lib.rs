@@ -2,18 +2,23 @@
 //! demos, benchmarks and staging.
 //!
 //! - [`routes`]: OAuth (`/oauth/token`), the recordings and users API under `/v2`, download URLs
-//!   (`/rec/download/{id}`) that redirect to a signed file server (`/files/{id}`, with `Range`),
-//!   and the `/_sim/*` control endpoints (create meetings, set faults, read what was asked).
+//!   (`/rec/download/{id}`, `/rec/webhook_download/{id}`) that redirect to a signed file server
+//!   (`/files/{id}`, with `Range`), and the `/_sim/*` control endpoints (create meetings, import
+//!   real event bodies, release a later transcript, set faults, read what was asked).
 //! - [`scenario`]: meetings with segments, views, transcripts, participant audio, and the events
 //!   Zoom sends about them (JWT-shaped `download_token`, UUIDs with `/` and `+`, hostile topics).
 //! - [`content`]: deterministic file content of any size, generated on the fly.
 //! - [`send`]: signs events exactly as Zoom does and posts them.
 //! - [`state`]: accounts, tokens, meetings, faults and the request log.
+//! - [`settings`]: the `[sim]` section.
+//!
+//! It depends on the Zoom crate only: it knows nothing of the relay it stands in front of.
 
 pub mod content;
 pub mod routes;
 pub mod scenario;
 pub mod send;
+pub mod settings;
 pub mod state;
 
 use std::collections::HashMap;
@@ -23,12 +28,11 @@ use std::sync::{Arc, Mutex};
 use actix_web::dev::Service;
 use actix_web::{App, HttpServer, web};
 use rand::Rng;
-use relay_core::Settings;
-use relay_core::shutdown::CancellationToken;
-use secrecy::ExposeSecret;
+use tokio_util::sync::CancellationToken;
 
-pub use scenario::{CreatedMeeting, MeetingSpec, ServedFile};
-pub use state::{ApiFaults, FileFaults, SimState};
+pub use scenario::{CreatedMeeting, FixtureSpec, ImportedFixture, MeetingSpec, ServedFile};
+pub use settings::SimSettings;
+pub use state::{ApiFaults, FileFaults, SimAccount, SimState};
 
 pub struct Simulator {
     server: actix_web::dev::Server,
@@ -37,40 +41,23 @@ pub struct Simulator {
 }
 
 impl Simulator {
-    /// Binds `sim.listen` and serves the configured `[[accounts]]` (their first secret token
-    /// signs events).
-    pub fn build(settings: &Settings) -> std::io::Result<Self> {
-        let listener = TcpListener::bind(settings.sim.listen)?;
+    /// Binds `sim.listen` and serves `accounts`.
+    pub fn build(settings: &SimSettings, accounts: Vec<SimAccount>) -> std::io::Result<Self> {
+        let listener = TcpListener::bind(settings.listen)?;
         let address = listener.local_addr()?;
         let public_url = settings
-            .sim
             .public_url
             .clone()
             .unwrap_or_else(|| format!("http://{address}"))
             .trim_end_matches('/')
             .to_owned();
-        let accounts = settings
-            .accounts
-            .iter()
-            .map(|account| state::SimAccount {
-                name: account.name.clone(),
-                account_id: account.account_id.clone(),
-                client_id: account.client_id.clone(),
-                client_secret: account.client_secret.expose_secret().to_owned(),
-                secret_token: account
-                    .secret_tokens
-                    .first()
-                    .map(|token| token.expose_secret().to_owned())
-                    .unwrap_or_default(),
-            })
-            .collect();
         let state = Arc::new(SimState {
             accounts,
             public_url,
-            token_ttl: settings.sim.token_ttl,
-            page_token_ttl: settings.sim.page_token_ttl,
-            download_token_ttl: settings.sim.download_token_ttl,
-            page_size_limit: settings.sim.page_size_limit.max(1),
+            token_ttl: settings.token_ttl,
+            page_token_ttl: settings.page_token_ttl,
+            download_token_ttl: settings.download_token_ttl,
+            page_size_limit: settings.page_size_limit.max(1),
             url_secret: hex::encode(rand::rng().random::<[u8; 16]>()),
             inner: Mutex::new(state::Mutable {
                 tokens: HashMap::new(),

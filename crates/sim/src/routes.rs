@@ -52,9 +52,11 @@ pub fn configure(config: &mut web::ServiceConfig) {
             "/v2/meetings/{meeting_id}/recordings/{file_id}",
             web::delete().to(delete_file),
         )
-        .route("/rec/download/{file_id}", web::get().to(download))
+        .route("/rec/{kind}/{file_id}", web::get().to(download))
         .route("/files/{file_id}", web::get().to(file_server))
         .route("/_sim/meetings", web::post().to(create_meeting))
+        .route("/_sim/release", web::post().to(release))
+        .route("/_sim/fixtures", web::post().to(import_fixture))
         .route("/_sim/faults", web::post().to(set_api_faults))
         .route(
             "/_sim/files/{file_id}/faults",
@@ -224,6 +226,10 @@ fn visible_recording(state: &SimState, account_id: &str, meeting_id: &str) -> Op
                     || m.recording.id.map(|id| id.to_string()).as_deref() == Some(meeting_id))
         })?;
         let mut recording = meeting.recording.clone();
+        let hidden = &meeting.hidden;
+        recording
+            .recording_files
+            .retain(|file| file.id.as_ref().is_none_or(|id| !hidden.contains(id)));
         for file in recording
             .recording_files
             .iter_mut()
@@ -593,11 +599,18 @@ fn unix_now() -> u64 {
 /// redirects to a signed file-server URL, as Zoom does.
 async fn download(
     request: HttpRequest,
-    path: web::Path<String>,
+    path: web::Path<(String, String)>,
     query: web::Query<HashMap<String, String>>,
     state: State,
 ) -> HttpResponse {
-    let file_id = path.into_inner();
+    let (kind, file_id) = path.into_inner();
+    if kind != "download" && kind != "webhook_download" {
+        return zoom_error(
+            StatusCode::NOT_FOUND,
+            3301,
+            "This recording does not exist.",
+        );
+    }
     let token = bearer(request.headers()).or_else(|| query.get("access_token").cloned());
     let verdict = state.with(|inner| {
         let file = inner.files.get_mut(&file_id)?;
@@ -788,6 +801,31 @@ async fn create_meeting(spec: web::Json<MeetingSpec>, state: State) -> HttpRespo
         Ok(created) => HttpResponse::Created().json(created),
         Err(message) => {
             HttpResponse::BadRequest().json(json!({"error": "bad_spec", "message": message}))
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct ReleaseRequest {
+    uuid: String,
+}
+
+/// Zoom finishes what it held back (a later transcript); answers the event it sends about it.
+async fn release(request: web::Json<ReleaseRequest>, state: State) -> HttpResponse {
+    match state.release(&request.uuid) {
+        Some(event) => HttpResponse::Ok().json(event),
+        None => HttpResponse::NotFound().json(json!({"error": "no_such_meeting"})),
+    }
+}
+
+async fn import_fixture(
+    spec: web::Json<crate::scenario::FixtureSpec>,
+    state: State,
+) -> HttpResponse {
+    match state.import_fixture(&spec) {
+        Ok(imported) => HttpResponse::Created().json(imported),
+        Err(message) => {
+            HttpResponse::BadRequest().json(json!({"error": "bad_fixture", "message": message}))
         }
     }
 }

@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use zoom_api::model::MeetingRecordings;
 
+/// An account the simulated Zoom knows: its app's credentials and secret token.
+#[derive(Debug, Clone)]
 pub struct SimAccount {
     pub name: String,
     pub account_id: String,
@@ -86,6 +88,10 @@ pub struct MeetingState {
     pub account_id: String,
     pub recording: MeetingRecordings,
     pub deleted: Option<String>,
+    /// Files Zoom has not finished yet (a transcript comes later): not listed until released.
+    pub hidden: std::collections::HashSet<String>,
+    /// The `download_token` lifetime of the events this meeting produces.
+    pub token_ttl_secs: i64,
 }
 
 pub struct PageCursor {

@@ -8,24 +8,21 @@
 //! read back (unless `pipeline.verify_readback` is off); a renamed one — the same object, whose
 //! bytes were hashed as they were downloaded — by its size. Then cleanup is told, for accounts that delete.
 
-use std::sync::Arc;
-
 use object_store::ObjectStoreExt;
-use relay_core::Settings;
-use relay_core::broker::{Broker, StageName};
-use relay_core::consumer::{self, Context, Stage, StageError, Subject};
-use relay_core::settings::DeleteAfterUpload;
-use relay_core::shutdown::CancellationToken;
+use object_store::path::Path;
+use relay_core::consumer::{Context, Stage};
+use relay_core::failure::{Code, StageError};
+use relay_core::status::{State, Transition};
 use relay_pipeline::manifest::{Manifest, ManifestFile};
-use relay_pipeline::messages::{CleanupTask, MeetingRef};
-use relay_pipeline::storage::{Location, Staging, StagingKey, StorageError, copy_streaming};
-use relay_pipeline::{Account, Accounts, StartError};
+use relay_pipeline::messages::{CleanupTask, UploadTask};
+use relay_pipeline::staging::{MeetingStaging, StagingKey};
+use relay_pipeline::{Account, Shared};
+use relay_storage::{Location, StorageError, copy_streaming};
+use serde_json::json;
 use tracing::{debug, info};
 
 pub struct Upload {
-    accounts: Accounts,
-    staging: Staging,
-    verify_readback: bool,
+    shared: Shared,
 }
 
 enum Placed {
@@ -35,24 +32,16 @@ enum Placed {
 }
 
 impl Upload {
-    pub fn new(accounts: Accounts, staging: Staging, verify_readback: bool) -> Self {
+    pub fn new(shared: &Shared) -> Self {
         Self {
-            accounts,
-            staging,
-            verify_readback,
+            shared: shared.clone(),
         }
     }
 
-    fn staged_key<'a>(account: &'a str, uuid: &'a str, file: &'a ManifestFile) -> StagingKey<'a> {
+    fn staged_key(file: &ManifestFile) -> StagingKey<'_> {
         match file.file_id.strip_prefix("concat-") {
-            Some(view) => StagingKey::Concat {
-                account,
-                uuid,
-                view,
-            },
+            Some(view) => StagingKey::Concat { view },
             None => StagingKey::Data {
-                account,
-                uuid,
                 file_id: &file.file_id,
             },
         }
@@ -61,13 +50,13 @@ impl Upload {
     async fn matches(
         &self,
         location: &Location,
-        path: &object_store::path::Path,
+        path: &Path,
         file: &ManifestFile,
     ) -> Result<bool, StorageError> {
         if location.exists_with_size(path).await? != Some(file.size) {
             return Ok(false);
         }
-        if !self.verify_readback {
+        if !self.shared.settings.verify_readback {
             return Ok(true);
         }
         Ok(location.digest(path).await?.1 == file.sha256)
@@ -76,26 +65,27 @@ impl Upload {
     async fn place(
         &self,
         account: &Account,
-        uuid: &str,
+        staging: &MeetingStaging<'_>,
         file: &ManifestFile,
+        force: bool,
     ) -> Result<Placed, StageError> {
         let destination = &account.destination;
-        let target = destination.path(&file.path);
-        if self.matches(destination, &target, file).await? {
+        let target = destination.path(&file.path)?;
+        let source = staging.path(Self::staged_key(file))?;
+        let staging = staging.location();
+        let staged = staging.exists_with_size(&source).await?.is_some();
+        // Forced (a replay testing a changed pipeline): what is staged is written again.
+        if !(force && staged) && self.matches(destination, &target, file).await? {
             return Ok(Placed::AlreadyThere);
         }
-        let staging = &self.staging.location;
-        let source = self
-            .staging
-            .path(Self::staged_key(&account.settings.name, uuid, file));
-        if staging.exists_with_size(&source).await?.is_none() {
+        if !staged {
             // A concurrent duplicate may have just moved it.
             if self.matches(destination, &target, file).await? {
                 return Ok(Placed::AlreadyThere);
             }
             // Moved by a duplicate still writing, or lost: try later.
-            return Err(StageError::retry(
-                "staged_file_missing",
+            return Err(StageError::new(
+                Code::StagedFileMissing,
                 format!("{} is neither staged nor at the destination", file.file_id),
             ));
         }
@@ -118,8 +108,8 @@ impl Upload {
             _ => self.matches(destination, &target, file).await?,
         };
         if !verified {
-            return Err(StageError::retry(
-                "verification_failed",
+            return Err(StageError::new(
+                Code::VerificationFailed,
                 format!(
                     "{} at the destination differs from what was staged",
                     file.file_id
@@ -132,21 +122,21 @@ impl Upload {
     async fn copy(
         &self,
         account: &Account,
-        source: &object_store::path::Path,
-        target: &object_store::path::Path,
+        source: &Path,
+        target: &Path,
         file: &ManifestFile,
     ) -> Result<Placed, StageError> {
         let (sent, sha256) = copy_streaming(
-            &self.staging.location,
-            source,
+            &self.shared.staging.location,
+            std::slice::from_ref(source),
             &account.destination,
             target,
             file.size,
         )
         .await?;
         if sent != file.size || sha256 != file.sha256 {
-            return Err(StageError::retry(
-                "staged_file_corrupt",
+            return Err(StageError::new(
+                Code::VerificationFailed,
                 format!("{}: staged copy does not match its record", file.file_id),
             ));
         }
@@ -155,48 +145,38 @@ impl Upload {
 }
 
 impl Stage for Upload {
-    const NAME: StageName = StageName::Upload;
-    type Message = MeetingRef;
+    type Input = UploadTask;
 
-    fn subject(meeting: &MeetingRef) -> Subject {
-        meeting.subject()
-    }
-
-    async fn handle(&self, meeting: MeetingRef, context: &Context) -> Result<(), StageError> {
-        let account = self.accounts.require(&meeting.account)?;
-        let (name, uuid) = (meeting.account.as_str(), meeting.meeting_uuid.as_str());
-        let manifest: Manifest = self
-            .staging
-            .location
-            .get_json(&self.staging.path(StagingKey::Manifest {
-                account: name,
-                uuid,
-            }))
+    async fn handle(&self, task: UploadTask, context: &Context) -> Result<(), StageError> {
+        let binding = context.binding();
+        let account = self.shared.accounts.resolve(binding)?;
+        let uuid = task.meeting_uuid.as_str();
+        let staging = self.shared.staging.meeting(account.name(), uuid);
+        let manifest: Manifest = staging
+            .location()
+            .get_json(&staging.path(StagingKey::Manifest)?)
             .await?
-            .ok_or_else(|| StageError::reject("no_manifest", "no manifest in staging"))?;
+            .ok_or_else(|| StageError::new(Code::NoManifest, "no manifest in staging"))?;
         let (mut skipped, mut moved, mut copied) = (0, 0, 0);
         for file in manifest.files() {
-            match self.place(account, uuid, file).await? {
+            match self.place(account, &staging, file, binding.force).await? {
                 Placed::AlreadyThere => skipped += 1,
                 Placed::Moved => moved += 1,
                 Placed::Copied => copied += 1,
             }
         }
-        let manifest_path = account.destination.path(&manifest.manifest_path);
+        let destination = &account.destination;
+        let manifest_path = destination.path(&manifest.manifest_path)?;
         // Two uploads of one meeting can race (a manifest, then one with the transcript added):
         // the one with fewer files is the older and must not replace the newer.
-        let written: Option<Manifest> = account.destination.get_json(&manifest_path).await?;
+        let written: Option<Manifest> = destination.get_json(&manifest_path).await?;
         if written.is_none_or(|written| written.files().count() <= manifest.files().count()) {
-            account
-                .destination
-                .put_json(&manifest_path, &manifest)
-                .await?;
+            destination.put_json(&manifest_path, &manifest).await?;
         }
         for file in manifest.files() {
-            let staged = self.staging.path(Self::staged_key(name, uuid, file));
-            match self.staging.location.store.delete(&staged).await {
-                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-                Err(error) => debug!(%error, "staged copy not removed"),
+            let staged = staging.path(Self::staged_key(file))?;
+            if let Err(error) = staging.location().delete(&staged).await {
+                debug!(%error, "staged copy not removed");
             }
         }
         info!(
@@ -206,38 +186,25 @@ impl Stage for Upload {
             bytes = manifest.total_bytes,
             "meeting uploaded and verified"
         );
-        if account.settings.delete_after_upload != DeleteAfterUpload::Off {
-            let task = CleanupTask {
-                account: name.to_owned(),
-                meeting_uuid: uuid.to_owned(),
-                uploaded_at: chrono::Utc::now(),
-            };
+        context
+            .record(
+                Transition::new(binding, uuid, State::Uploaded, "upload").detail(json!({
+                    "files": manifest.files().count(),
+                    "bytes": manifest.total_bytes,
+                    "manifest": manifest.manifest_path,
+                    "destination": account.settings.destination.redacted(),
+                    "topic": manifest.topic,
+                })),
+            )
+            .await?;
+        if account.settings.deletes() {
             context
-                .send(StageName::Cleanup, &format!("cleanup:{uuid}"), &task)
+                .send(&CleanupTask {
+                    meeting_uuid: uuid.to_owned(),
+                    uploaded_at: chrono::Utc::now(),
+                })
                 .await?;
         }
         Ok(())
     }
-}
-
-/// Runs upload until `shutdown`.
-pub async fn run(
-    settings: &Settings,
-    broker: Broker,
-    shutdown: CancellationToken,
-) -> Result<(), StartError> {
-    let stage = Upload::new(
-        Accounts::new(settings)?,
-        Staging::new(&settings.pipeline)?,
-        settings.pipeline.verify_readback,
-    );
-    consumer::run(
-        broker,
-        Arc::new(stage),
-        settings.pipeline.upload,
-        settings.pipeline.clone(),
-        shutdown,
-    )
-    .await;
-    Ok(())
 }

@@ -190,6 +190,24 @@ pub struct MeetingRecordings {
 }
 
 impl MeetingRecordings {
+    /// Gives every file that can be fetched (it has a download URL) but carries no `id` a stable
+    /// derived one: older shapes (2019–2020) list a TIMELINE that way, without `id`, `status` or
+    /// `file_size`. The id is built from what the event and the API agree on (never from the
+    /// download URL, which differs between Zoom's duplicate deliveries), so both name the file
+    /// alike. Call it on every recording read from an event or the API.
+    pub fn normalize(&mut self) {
+        let uuid = self.uuid.clone();
+        for file in self
+            .recording_files
+            .iter_mut()
+            .chain(self.participant_audio_files.iter_mut())
+        {
+            if file.id.is_none() && file.download_url.is_some() {
+                file.id = Some(derived_file_id(&uuid, file));
+            }
+        }
+    }
+
     pub fn is_webinar(&self) -> bool {
         matches!(self.meeting_type, Some(5 | 6 | 9))
     }
@@ -269,6 +287,39 @@ pub struct User {
     pub extra: Map<String, Value>,
 }
 
+/// Prefix of ids zoom-relay made up for files Zoom gave none: such a file cannot be deleted at
+/// Zoom by id.
+pub const DERIVED_ID_PREFIX: &str = "derived-";
+
+fn derived_file_id(meeting_uuid: &str, file: &RecordingFile) -> String {
+    use sha2::Digest;
+    let mut hasher = sha2::Sha256::new();
+    for part in [
+        meeting_uuid,
+        file.file_type.as_str(),
+        file.recording_type.as_deref().unwrap_or_default(),
+        file.recording_start.as_deref().unwrap_or_default(),
+        file.recording_end.as_deref().unwrap_or_default(),
+        file.file_name.as_deref().unwrap_or_default(),
+    ] {
+        hasher.update(part.as_bytes());
+        hasher.update([0]);
+    }
+    format!(
+        "{DERIVED_ID_PREFIX}{}",
+        &hex::encode(hasher.finalize())[..20]
+    )
+}
+
+impl RecordingFile {
+    /// Whether Zoom gave this file its id (see [`MeetingRecordings::normalize`]).
+    pub fn has_zoom_id(&self) -> bool {
+        self.id
+            .as_deref()
+            .is_some_and(|id| !id.starts_with(DERIVED_ID_PREFIX))
+    }
+}
+
 /// Zoom's meeting `id` is a number, but some payloads carry it as a string.
 fn number_or_string<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<u64>, D::Error> {
     Ok(match Option::<Value>::deserialize(deserializer)? {
@@ -321,6 +372,36 @@ mod tests {
         assert_eq!(
             round_trip["payload"]["object"]["recording_files"][1]["file_type"],
             "HOLOGRAM"
+        );
+    }
+
+    #[test]
+    fn a_file_without_an_id_gets_the_same_derived_id_from_the_event_and_the_api() {
+        let listing = |url: &str| {
+            let mut meeting: MeetingRecordings = serde_json::from_value(serde_json::json!({
+                "uuid": "dj12vck6sdTn6yy7qdy3dQg==",
+                "recording_files": [
+                    { "recording_start": "2019-07-23T22:14:57Z", "recording_end": "2019-07-23T22:15:41Z",
+                      "file_type": "TIMELINE", "download_url": url },
+                    { "file_type": "", "status": "processing" }
+                ]
+            }))
+            .expect("parses");
+            meeting.normalize();
+            meeting
+        };
+        let event = listing("https://zoom.us/recording/download/one");
+        let api = listing("https://zoom.us/recording/download/other");
+        let id = event.recording_files[0].id.clone().expect("derived id");
+        assert_eq!(api.recording_files[0].id.as_deref(), Some(id.as_str()));
+        assert!(
+            event.recording_files[0].is_completed(),
+            "no status: fetch it"
+        );
+        assert!(!event.recording_files[0].has_zoom_id());
+        assert_eq!(
+            event.recording_files[1].id, None,
+            "processing: nothing to fetch yet"
         );
     }
 

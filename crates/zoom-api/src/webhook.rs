@@ -1,9 +1,11 @@
 //! Zoom event-notification signatures.
 //!
 //! Zoom signs `v0:{x-zm-request-timestamp}:{raw body}` with HMAC-SHA256 keyed by the app's secret
-//! token and sends `x-zm-signature: v0={lowercase hex}`. Verification runs on the raw bytes before
-//! any parsing, in constant time, against every configured token (several apps, and the previous
-//! token during a rotation). Only [`Unverified::verify`] turns a request into a [`Verified`] one.
+//! token and sends `x-zm-signature: v0={lowercase hex}`. The headers' form and the timestamp's
+//! freshness are checked first ([`SignedHeaders::parse`], before the body is even read); then the
+//! signature, on the raw bytes before any parsing, in constant time, against the candidate tokens
+//! (one account's, or every configured one; the previous token during a rotation). Only a
+//! successful verification turns a request into a [`Verified`] one.
 
 use hmac::{Hmac, Mac};
 use secrecy::{ExposeSecret, SecretString};
@@ -39,12 +41,81 @@ pub struct Unverified<'a> {
     body: &'a [u8],
 }
 
+/// The signature headers, checked for form and freshness: what can be refused before the body
+/// is read or any HMAC is computed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignedHeaders {
+    timestamp: String,
+    digest: [u8; 32],
+}
+
 /// A request whose signature matched one of the keys, within the time window.
 #[derive(Debug)]
 pub struct Verified<'a, T> {
     owner: &'a T,
     secret: &'a SecretString,
     body: &'a [u8],
+}
+
+impl SignedHeaders {
+    /// `x-zm-request-timestamp` within `now_secs ± tolerance_secs`, and `x-zm-signature` of the
+    /// form `v0=` + 64 hex digits. Cheap: run it before reading the body.
+    pub fn parse(
+        timestamp: Option<&str>,
+        signature: Option<&str>,
+        now_secs: i64,
+        tolerance_secs: u64,
+    ) -> Result<Self, VerifyError> {
+        let (Some(timestamp), Some(signature)) = (timestamp, signature) else {
+            return Err(VerifyError::MissingHeaders);
+        };
+        let mut digest = [0u8; 32];
+        signature
+            .strip_prefix("v0=")
+            .filter(|hex_digest| hex_digest.len() == 64)
+            .and_then(|hex_digest| hex::decode_to_slice(hex_digest, &mut digest).ok())
+            .ok_or(VerifyError::InvalidSignature)?;
+        let sent_at: i64 = timestamp
+            .trim()
+            .parse()
+            .map_err(|_| VerifyError::StaleTimestamp)?;
+        if now_secs.abs_diff(sent_at) > tolerance_secs {
+            return Err(VerifyError::StaleTimestamp);
+        }
+        Ok(Self {
+            timestamp: timestamp.to_owned(),
+            digest,
+        })
+    }
+
+    /// The signature's bytes: names this exact delivery (same body, same timestamp).
+    pub fn digest(&self) -> &[u8; 32] {
+        &self.digest
+    }
+
+    /// Checks the signature over `body` against each key, in constant time per comparison.
+    pub fn verify<'k, T>(
+        &self,
+        body: &'k [u8],
+        keys: &'k [SigningKey<T>],
+    ) -> Result<Verified<'k, T>, VerifyError> {
+        let key = keys
+            .iter()
+            .find(|key| {
+                let mut mac = mac(&key.secret);
+                mac.update(b"v0:");
+                mac.update(self.timestamp.as_bytes());
+                mac.update(b":");
+                mac.update(body);
+                mac.verify_slice(&self.digest).is_ok()
+            })
+            .ok_or(VerifyError::InvalidSignature)?;
+        Ok(Verified {
+            owner: &key.owner,
+            secret: &key.secret,
+            body,
+        })
+    }
 }
 
 impl<'a> Unverified<'a> {
@@ -56,8 +127,7 @@ impl<'a> Unverified<'a> {
         }
     }
 
-    /// Checks the signature against each key (constant time per comparison), then the timestamp
-    /// against `now_secs ± tolerance_secs`.
+    /// The headers' form and freshness first, then the signature against each key.
     pub fn verify<'k, T>(
         self,
         keys: &'k [SigningKey<T>],
@@ -67,36 +137,8 @@ impl<'a> Unverified<'a> {
     where
         'a: 'k,
     {
-        let (Some(timestamp), Some(signature)) = (self.timestamp, self.signature) else {
-            return Err(VerifyError::MissingHeaders);
-        };
-        let digest = signature
-            .strip_prefix("v0=")
-            .and_then(|hex_digest| hex::decode(hex_digest).ok())
-            .ok_or(VerifyError::InvalidSignature)?;
-        let key = keys
-            .iter()
-            .find(|key| {
-                let mut mac = mac(&key.secret);
-                mac.update(b"v0:");
-                mac.update(timestamp.as_bytes());
-                mac.update(b":");
-                mac.update(self.body);
-                mac.verify_slice(&digest).is_ok()
-            })
-            .ok_or(VerifyError::InvalidSignature)?;
-        let sent_at: i64 = timestamp
-            .trim()
-            .parse()
-            .map_err(|_| VerifyError::StaleTimestamp)?;
-        if now_secs.abs_diff(sent_at) > tolerance_secs {
-            return Err(VerifyError::StaleTimestamp);
-        }
-        Ok(Verified {
-            owner: &key.owner,
-            secret: &key.secret,
-            body: self.body,
-        })
+        SignedHeaders::parse(self.timestamp, self.signature, now_secs, tolerance_secs)?
+            .verify(self.body, keys)
     }
 }
 
@@ -197,7 +239,8 @@ mod tests {
     #[test]
     fn rejects_non_hex_and_wrong_scheme() {
         let keys = keys(&["secret"]);
-        for signature in ["v0=zz", "v1=00", "", "00"] {
+        let short = format!("v0={}", "a".repeat(62));
+        for signature in ["v0=zz", "v1=00", "", "00", short.as_str()] {
             let result = Unverified::new(Some("1"), Some(signature), b"{}").verify(&keys, 1, 300);
             assert_eq!(
                 result.unwrap_err(),
@@ -205,6 +248,17 @@ mod tests {
                 "{signature}"
             );
         }
+    }
+
+    #[test]
+    fn a_stale_timestamp_is_refused_before_any_hmac() {
+        // A malformed or stale request is refused from its headers alone.
+        let signature = format!("v0={}", "0".repeat(64));
+        assert_eq!(
+            SignedHeaders::parse(Some("1000"), Some(&signature), 5_000, 300),
+            Err(VerifyError::StaleTimestamp)
+        );
+        assert!(SignedHeaders::parse(Some("1000"), Some(&signature), 1_100, 300).is_ok());
     }
 
     #[test]

@@ -16,8 +16,8 @@ use lapin::options::{
 };
 use lapin::types::FieldTable;
 use lapin::{Connection, ConnectionProperties};
-use relay_core::Settings;
-use relay_core::broker::Broker;
+use relay_app::{App, Component, Settings};
+use relay_core::broker::{Broker, Topology};
 use relay_core::shutdown::CancellationToken;
 use sha2::Sha256;
 
@@ -80,6 +80,8 @@ pub fn unique_namespace() -> String {
 }
 
 pub struct TestOptions {
+    /// A namespace of the test's own; a fresh one when absent.
+    pub namespace: Option<String>,
     pub amqp_url: String,
     pub timestamp_tolerance_secs: u64,
     pub max_body_bytes: usize,
@@ -88,6 +90,7 @@ pub struct TestOptions {
 impl Default for TestOptions {
     fn default() -> Self {
         Self {
+            namespace: None,
             amqp_url: broker_url(),
             timestamp_tolerance_secs: 300,
             max_body_bytes: 64 * 1024,
@@ -104,6 +107,8 @@ pub fn test_settings(namespace: &str, options: &TestOptions) -> Settings {
         reconnect_max_backoff = "500ms"
         connect_timeout = "3s"
         heartbeat = "5s"
+        [admin]
+        listen = "127.0.0.1:0"
         [ingress]
         listen = "127.0.0.1:0"
         workers = 1
@@ -130,9 +135,15 @@ pub fn test_settings(namespace: &str, options: &TestOptions) -> Settings {
     .expect("test settings")
 }
 
+/// The topology a test's settings name: for looking queues up and cleaning them away.
+pub fn topology(settings: &Settings) -> Topology {
+    Topology::new(&settings.amqp, &settings.pipeline.retry_delays())
+}
+
 /// A running ingress with its broker connection and a tap on everything it publishes.
 pub struct TestApp {
     pub address: String,
+    pub admin: String,
     pub broker: Broker,
     pub http: reqwest::Client,
     pub tap: Tap,
@@ -145,27 +156,51 @@ impl TestApp {
     }
 
     pub async fn spawn_with(options: TestOptions) -> Self {
+        Self::spawn_configured(options, |_| {}).await
+    }
+
+    pub async fn spawn_configured(
+        options: TestOptions,
+        configure: impl FnOnce(&mut Settings),
+    ) -> Self {
         init_test_log();
-        let namespace = unique_namespace();
-        let settings = test_settings(&namespace, &options);
-        let shutdown = CancellationToken::new();
-        let broker = Broker::start(&settings, shutdown.clone());
+        let namespace = options.namespace.clone().unwrap_or_else(unique_namespace);
+        let mut settings = test_settings(&namespace, &options);
+        configure(&mut settings);
+        let app = App::build(settings.clone(), &[Component::Ingress]).expect("ingress builds");
+        let broker = app.broker().clone();
         assert!(
             broker.wait_ready(Duration::from_secs(15)).await,
             "broker not ready"
         );
-        let ingress =
-            relay_ingress::Ingress::build(&settings, broker.clone()).expect("ingress builds");
-        let address = format!("http://127.0.0.1:{}", ingress.port());
-        tokio::spawn(ingress.run(shutdown.clone()));
+        let address = format!(
+            "http://127.0.0.1:{}",
+            app.ingress_port().expect("ingress port")
+        );
+        let admin = format!("http://127.0.0.1:{}", app.admin_port());
+        let shutdown = CancellationToken::new();
+        tokio::spawn(app.run(shutdown.clone()));
         let tap = Tap::declare(&namespace, &broker.topology().events_exchange()).await;
         Self {
             address,
+            admin,
             broker,
             http: reqwest::Client::new(),
             tap,
             shutdown,
         }
+    }
+
+    /// `/metrics` of the process, from its admin listener.
+    pub async fn metrics(&self) -> String {
+        self.http
+            .get(format!("{}/metrics", self.admin))
+            .send()
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("text")
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -184,9 +219,21 @@ impl TestApp {
         body: &str,
         tracking_id: Option<&str>,
     ) -> reqwest::Response {
+        self.post_signed_to("/zoom/webhook", secret, timestamp, body, tracking_id)
+            .await
+    }
+
+    pub async fn post_signed_to(
+        &self,
+        path: &str,
+        secret: &str,
+        timestamp: i64,
+        body: &str,
+        tracking_id: Option<&str>,
+    ) -> reqwest::Response {
         let mut request = self
             .http
-            .post(self.url("/zoom/webhook"))
+            .post(self.url(path))
             .header("content-type", "application/json")
             .header("x-zm-request-timestamp", timestamp.to_string())
             .header(
@@ -211,15 +258,34 @@ impl TestApp {
 impl Drop for TestApp {
     fn drop(&mut self) {
         self.shutdown.cancel();
-        let mut queues = self.broker.topology().queues();
-        queues.push(self.tap.queue.clone());
-        delete_topology(queues, self.broker.topology().events_exchange());
+        delete_topology(
+            self.broker.topology(),
+            std::slice::from_ref(&self.tap.queue),
+        );
     }
 }
 
-/// Deletes a test's queues and exchange. Drop cannot await; a thread of its own runs the clean-up
-/// even while a test panics.
-pub fn delete_topology(queues: Vec<String>, exchange: String) {
+/// Counts a metric's value in a Prometheus text exposition (0 when absent).
+pub fn metric_value(metrics: &str, name_and_labels: &str) -> f64 {
+    metrics
+        .lines()
+        .find_map(|line| {
+            line.strip_prefix(name_and_labels)?
+                .split_whitespace()
+                .next()?
+                .parse()
+                .ok()
+        })
+        .unwrap_or(0.0)
+}
+
+/// Deletes a test's queues (and `extra` ones), exchange and policies. Drop cannot await; a thread
+/// of its own runs the clean-up even while a test panics.
+pub fn delete_topology(topology: &Topology, extra: &[String]) {
+    let mut queues = topology.queues();
+    queues.extend_from_slice(extra);
+    let exchange = topology.events_exchange();
+    let policies: Vec<String> = topology.policies().into_iter().map(|p| p.name).collect();
     let _ = std::thread::spawn(move || {
         let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -243,6 +309,14 @@ pub fn delete_topology(queues: Vec<String>, exchange: String) {
                     .exchange_delete(exchange.into(), ExchangeDeleteOptions::default())
                     .await;
                 let _ = connection.close(200, "test cleaned up".into()).await;
+                let http = reqwest::Client::new();
+                for policy in policies {
+                    let _ = http
+                        .delete(format!("http://127.0.0.1:15672/api/policies/%2F/{policy}"))
+                        .basic_auth("guest", Some("guest"))
+                        .send()
+                        .await;
+                }
                 Some(())
             };
             let _ = tokio::time::timeout(Duration::from_secs(10), cleanup).await;
@@ -251,19 +325,21 @@ pub fn delete_topology(queues: Vec<String>, exchange: String) {
     .join();
 }
 
-/// Every message in `queue`, taken off it, over a connection of its own.
-pub async fn drain_queue(queue: &str) -> Vec<lapin::message::BasicGetMessage> {
+/// Every message in `queue`, read without taking it: the messages stay in the queue (they are
+/// returned when the reading channel closes).
+pub async fn peek_queue(queue: &str) -> Vec<lapin::message::BasicGetMessage> {
     let connection = Connection::connect(&broker_url(), ConnectionProperties::default())
         .await
         .expect("connect");
     let channel = connection.create_channel().await.expect("channel");
     let mut messages = Vec::new();
     while let Ok(Some(message)) = channel
-        .basic_get(queue.into(), BasicGetOptions { no_ack: true })
+        .basic_get(queue.into(), BasicGetOptions { no_ack: false })
         .await
     {
         messages.push(message);
     }
+    let _ = connection.close(200, "peeked".into()).await;
     messages
 }
 
@@ -365,20 +441,44 @@ pub fn header<'a>(delivery: &'a Delivery, key: &str) -> Option<&'a lapin::types:
     delivery.properties.headers().as_ref()?.inner().get(key)
 }
 
-/// Takes messages off `queue` until at least `count` arrived or `timeout` passed.
+/// Messages ready in `queue` (a passive declare: nothing is taken).
+pub async fn queue_length(queue: &str) -> u32 {
+    let Ok(connection) = Connection::connect(&broker_url(), ConnectionProperties::default()).await
+    else {
+        return u32::MAX;
+    };
+    let length = match connection.create_channel().await {
+        Ok(channel) => channel
+            .queue_declare(
+                queue.into(),
+                QueueDeclareOptions {
+                    passive: true,
+                    ..QueueDeclareOptions::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .map(|queue| queue.message_count())
+            .unwrap_or(u32::MAX),
+        Err(_) => u32::MAX,
+    };
+    let _ = connection.close(200, "counted".into()).await;
+    length
+}
+
+/// Peeks at `queue` until it holds at least `count` messages or `timeout` passed.
 pub async fn wait_for_messages(
     queue: &str,
     count: usize,
     timeout: Duration,
 ) -> Vec<lapin::message::BasicGetMessage> {
     let deadline = tokio::time::Instant::now() + timeout;
-    let mut messages = Vec::new();
     loop {
-        messages.extend(drain_queue(queue).await);
+        let messages = peek_queue(queue).await;
         if messages.len() >= count || tokio::time::Instant::now() >= deadline {
             return messages;
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 

@@ -11,13 +11,18 @@
 //!
 //! Users never hold a connection across a reconnect: the publisher takes the current session per
 //! message, consumers resubscribe on each new session ([`Broker::sessions`]).
+//!
+//! With several broker URLs (a cluster), each attempt goes to the next node in turn, so a node
+//! that died is skipped after one failed attempt. Each new session also (re)applies the
+//! topology's policies through the management API, in the background.
 
+pub mod management;
 mod publisher;
 mod topology;
 
 use std::str::FromStr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -25,39 +30,67 @@ use lapin::options::ConfirmSelectOptions;
 use lapin::uri::AMQPUri;
 use lapin::{Channel, Connection, ConnectionProperties, Event};
 use rand::Rng;
-use secrecy::ExposeSecret;
+use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
-pub use publisher::{Outgoing, PublishError, Publisher};
-pub use topology::{StageName, Topology};
+pub use management::{Management, QueueFigures};
+pub use publisher::{HeaderValue, Outgoing, PublishError, Publisher};
+pub use topology::{Policy, StageName, Topology};
 
-use crate::settings::{AmqpSettings, Settings};
+use crate::settings::AmqpSettings;
 
 /// How often the supervisor looks at the connection status between events.
 const STATUS_POLL: Duration = Duration::from_secs(1);
 /// Bound on the watchdog's probe (open and close a channel) after a reported stall.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
 
-/// A live connection with its confirm-mode publishing channels. Replaced, never repaired.
+/// A live connection with its confirm-mode publishing channels. Replaced, never repaired —
+/// but for a channel that nacks, which is swapped for a fresh one (see [`Publisher`]).
 pub struct Session {
     pub connection: Connection,
-    publish_channels: Vec<Channel>,
+    publish_channels: Vec<Mutex<Channel>>,
     next_channel: AtomicUsize,
     /// Counts sessions since start; lets a holder tell a fresh session from the one it saw.
     pub generation: u64,
 }
 
 impl Session {
-    fn publish_channel(&self) -> &Channel {
+    /// The next publishing channel, and its slot (to replace it after a nack).
+    fn publish_channel(&self) -> (usize, Channel) {
         let index = self.next_channel.fetch_add(1, Ordering::Relaxed) % self.publish_channels.len();
-        &self.publish_channels[index]
+        (index, lock(&self.publish_channels[index]).clone())
+    }
+
+    /// Replaces the channel in `slot` with a fresh confirm-mode one. On a cluster, a channel
+    /// opened just as a queue leader died can nack every publish until that node returns; a new
+    /// channel sees the new leader (docs/operations.md).
+    async fn renew_channel(&self, slot: usize) -> lapin::Result<Channel> {
+        let channel = self.connection.create_channel().await?;
+        channel
+            .confirm_select(ConfirmSelectOptions::default())
+            .await?;
+        let old = std::mem::replace(&mut *lock(&self.publish_channels[slot]), channel.clone());
+        tokio::spawn(async move {
+            let _ = old.close(200, "replaced after a nack".into()).await;
+        });
+        Ok(channel)
     }
 
     pub fn is_usable(&self) -> bool {
         self.connection.status().connected()
-            && self.publish_channels.iter().all(|c| c.status().connected())
+            && self
+                .publish_channels
+                .iter()
+                .all(|channel| lock(channel).status().connected())
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    match mutex.lock() {
+        Ok(guard) => guard,
+        Err(poisoned) => poisoned.into_inner(),
     }
 }
 
@@ -69,7 +102,9 @@ pub struct Broker {
 
 struct Inner {
     settings: AmqpSettings,
+    urls: Vec<SecretString>,
     topology: Topology,
+    management: Option<Management>,
     sessions: watch::Sender<Option<Arc<Session>>>,
     stalled: Notify,
     shutdown: CancellationToken,
@@ -87,12 +122,21 @@ pub enum ConnectError {
 
 impl Broker {
     /// Starts the supervisor; it runs until `shutdown` is cancelled, then closes the connection.
-    pub fn start(settings: &Settings, shutdown: CancellationToken) -> Self {
+    pub fn start(settings: &AmqpSettings, topology: Topology, shutdown: CancellationToken) -> Self {
         let (sessions, _) = watch::channel(None);
+        let management = match Management::new(settings) {
+            Ok(management) => Some(management),
+            Err(error) => {
+                warn!(%error, "no RabbitMQ management API: retention policies are not applied");
+                None
+            }
+        };
         let broker = Self {
             inner: Arc::new(Inner {
-                settings: settings.amqp.clone(),
-                topology: Topology::new(settings),
+                settings: settings.clone(),
+                urls: settings.urls(),
+                topology,
+                management,
                 sessions,
                 stalled: Notify::new(),
                 shutdown,
@@ -108,6 +152,11 @@ impl Broker {
 
     pub fn settings(&self) -> &AmqpSettings {
         &self.inner.settings
+    }
+
+    /// The management API, when one could be configured.
+    pub fn management(&self) -> Option<&Management> {
+        self.inner.management.as_ref()
     }
 
     /// The current session, if connected.
@@ -168,6 +217,7 @@ impl Broker {
                 Ok(Ok(session)) => {
                     info!(generation, "broker connected, topology declared");
                     backoff = Duration::from_millis(200);
+                    self.apply_policies();
                     let session = Arc::new(session);
                     self.inner.sessions.send_replace(Some(session.clone()));
                     let reason = self.watch(&session).await;
@@ -196,9 +246,35 @@ impl Broker {
         }
     }
 
+    /// Puts the topology's policies in place, in the background: a management API that is down
+    /// delays a changed retention, never the relay.
+    fn apply_policies(&self) {
+        let Some(management) = self.inner.management.clone() else {
+            return;
+        };
+        let policies = self.inner.topology.policies();
+        tokio::spawn(async move {
+            for policy in policies {
+                match management.apply_policy(&policy).await {
+                    Ok(()) => debug!(policy = policy.name, "policy applied"),
+                    Err(error) => warn!(
+                        policy = policy.name,
+                        %error,
+                        "could not apply a RabbitMQ policy; the queue keeps its previous settings"
+                    ),
+                }
+            }
+        });
+    }
+
     async fn connect(&self, generation: u64) -> Result<Session, ConnectError> {
         let settings = &self.inner.settings;
-        let mut uri = AMQPUri::from_str(settings.url.expose_secret())
+        let urls = &self.inner.urls;
+        // Each attempt tries the next node: a dead one costs one failed attempt, not all of them.
+        let url = urls
+            .get((generation as usize).saturating_sub(1) % urls.len().max(1))
+            .ok_or_else(|| ConnectError::Url("no broker URL configured".into()))?;
+        let mut uri = AMQPUri::from_str(url.expose_secret())
             // The parser's message may quote the URL, password included.
             .map_err(|_| ConnectError::Url("not a valid AMQP URI".into()))?;
         if uri.query.heartbeat.is_none() {
@@ -207,16 +283,14 @@ impl Broker {
         let properties = ConnectionProperties::default()
             .with_connection_name(format!("zoom-relay-{}", std::process::id()).into());
         let connection = Connection::connect_uri(uri, properties).await?;
-        let setup = connection.create_channel().await?;
-        self.inner.topology.declare(&setup).await?;
-        let _ = setup.close(200, "topology declared".into()).await;
+        self.inner.topology.declare(&connection).await?;
         let mut publish_channels = Vec::with_capacity(settings.publish_channels);
         for _ in 0..settings.publish_channels {
             let channel = connection.create_channel().await?;
             channel
                 .confirm_select(ConfirmSelectOptions::default())
                 .await?;
-            publish_channels.push(channel);
+            publish_channels.push(Mutex::new(channel));
         }
         Ok(Session {
             connection,

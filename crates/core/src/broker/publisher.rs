@@ -12,6 +12,9 @@ use lapin::{BasicProperties, Confirmation};
 
 use super::Broker;
 
+/// Pause before republishing a nacked message on a fresh channel.
+const NACK_PAUSE: Duration = Duration::from_millis(200);
+
 #[derive(Debug, thiserror::Error)]
 pub enum PublishError {
     #[error("broker unavailable: not connected")]
@@ -128,32 +131,47 @@ impl Publisher {
             mandatory: true,
             ..BasicPublishOptions::default()
         };
-        let confirmed = tokio::time::timeout(timeout, async {
-            session
-                .publish_channel()
-                .basic_publish(
-                    message.exchange.into(),
-                    message.routing_key.into(),
-                    options,
-                    message.body,
-                    properties,
-                )
-                .await?
-                .await
-        })
-        .await;
-        match confirmed {
-            Err(_) => {
-                self.broker.report_stall();
-                Err(PublishError::Timeout(timeout))
-            }
-            Ok(Err(error)) => Err(PublishError::Amqp(error)),
-            Ok(Ok(Confirmation::Ack(None))) => Ok(()),
-            Ok(Ok(Confirmation::Ack(Some(returned)))) => Err(PublishError::Unroutable {
-                routing_key: message.routing_key.to_owned(),
-                reply: returned.reply_text.to_string(),
-            }),
-            Ok(Ok(Confirmation::Nack(_) | Confirmation::NotRequested)) => Err(PublishError::Nacked),
+        let (slot, mut channel) = session.publish_channel();
+        let mut renewed = false;
+        let started = tokio::time::Instant::now();
+        loop {
+            let remaining = timeout.saturating_sub(started.elapsed());
+            let confirmed = tokio::time::timeout(remaining, async {
+                channel
+                    .basic_publish(
+                        message.exchange.into(),
+                        message.routing_key.into(),
+                        options,
+                        message.body,
+                        properties.clone(),
+                    )
+                    .await?
+                    .await
+            })
+            .await;
+            return match confirmed {
+                Err(_) => {
+                    self.broker.report_stall();
+                    Err(PublishError::Timeout(timeout))
+                }
+                Ok(Err(error)) => Err(PublishError::Amqp(error)),
+                Ok(Ok(Confirmation::Ack(None))) => Ok(()),
+                Ok(Ok(Confirmation::Ack(Some(returned)))) => Err(PublishError::Unroutable {
+                    routing_key: message.routing_key.to_owned(),
+                    reply: returned.reply_text.to_string(),
+                }),
+                Ok(Ok(Confirmation::Nack(_))) if !renewed => {
+                    // A nack on a cluster can mean a channel bound to a dead leader: a fresh
+                    // channel, after a short pause, sees the new one.
+                    renewed = true;
+                    tokio::time::sleep(NACK_PAUSE).await;
+                    channel = session.renew_channel(slot).await?;
+                    continue;
+                }
+                Ok(Ok(Confirmation::Nack(_) | Confirmation::NotRequested)) => {
+                    Err(PublishError::Nacked)
+                }
+            };
         }
     }
 }

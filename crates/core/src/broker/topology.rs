@@ -1,35 +1,43 @@
-//! Every exchange, queue, binding and argument zoom-relay uses, and nobody else spells one.
+//! Every exchange, queue, binding, argument and policy zoom-relay uses; nobody else spells one.
 //!
 //! ```text
 //!  ingress ──publish(routing key = event name)──▶ zoom.events (topic)
-//!                                                   ├─ "#" ──▶ zoom.events.archive (stream, x-max-age)
-//!                                                   └─ recording.completed,
-//!                                                      recording.transcript_completed ──▶ zoom.stage.plan
+//!                                                   ├─ "#" ──▶ zoom.events.archive (stream)
+//!                                                   └─ recording.* ──▶ zoom.stage.plan
 //!
-//!  zoom.stage.{plan,download,assemble,upload,cleanup}   quorum, x-delivery-limit, dead-letters to …
+//!  zoom.stage.{plan,download,assemble,upload,cleanup}   quorum, dead-letters to …
 //!  zoom.stage.{stage}.dead                              quorum: what failed for good, with why
 //!  zoom.stage.{stage}.retry.{delay}                     classic, x-message-ttl = delay, dead-letters
 //!                                                       back to zoom.stage.{stage}
+//!  zoom.status                                          stream: every meeting's transitions
 //! ```
 //!
-//! Stages hand work on through the default exchange, straight to the next stage's queue.
+//! Stages hand work on through the default exchange, straight to the next stage's queue; the
+//! route of a message is its type's ([`crate::consumer::Task`]).
 //!
-//! [`Topology::declare`] is idempotent and runs after every (re)connect: objects are durable and
-//! declared by us, never left to lapin's recovery (auto-delete and server-named objects are not
-//! replayed, see docs/broker.md).
-
-use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
-use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
-use lapin::{Channel, ExchangeKind};
+//! [`Topology::declare`] runs after every (re)connect and never fails on a queue that exists
+//! with other arguments (RabbitMQ refuses such a redeclaration with PRECONDITION_FAILED): each
+//! queue is declared passively first and created with its arguments only when missing. The
+//! arguments are structural and never change (type, dead-letter route, a retry tier's delay,
+//! which names the tier). What an operator may change lives elsewhere: the delivery limit is
+//! enforced by the consumer loop from `x-delivery-count`, and the archive's retention is a policy
+//! ([`Topology::policies`]) applied through the management API, which wins over the stream's
+//! creation-time `x-max-age`.
 
 use std::time::Duration;
 
-use crate::settings::Settings;
+use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
+use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
+use lapin::{Connection, ExchangeKind};
+use serde_json::json;
+use zoom_api::EventName;
+
+use crate::settings::AmqpSettings;
 
 /// The pipeline's stages, in order. Each has a work queue, retry tiers and a dead-letter queue.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum StageName {
-    /// Turns a recording event into one download task per wanted file.
+    /// Turns an event into one download task per wanted file.
     Plan,
     Download,
     Assemble,
@@ -56,13 +64,37 @@ impl StageName {
         }
     }
 
-    /// Events routed from `zoom.events` into this stage's queue.
-    fn event_bindings(self) -> &'static [&'static str] {
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|stage| stage.as_str() == name)
+    }
+
+    /// Events routed from `zoom.events` into this stage's queue: plan takes every recording
+    /// event (those without files are recorded, not fetched).
+    fn event_bindings(self) -> Vec<EventName> {
         match self {
-            Self::Plan => &["recording.completed", "recording.transcript_completed"],
-            _ => &[],
+            Self::Plan => EventName::ALL
+                .into_iter()
+                .filter(|event| *event != EventName::EndpointUrlValidation)
+                .collect(),
+            _ => Vec::new(),
         }
     }
+}
+
+impl std::fmt::Display for StageName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A RabbitMQ policy zoom-relay keeps in place.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Policy {
+    pub name: String,
+    pub pattern: String,
+    pub apply_to: &'static str,
+    pub priority: i64,
+    pub definition: serde_json::Value,
 }
 
 /// Names of the topology, under an optional namespace prefix (empty in production; unique per test).
@@ -71,17 +103,19 @@ pub struct Topology {
     namespace: String,
     archive_max_age: Duration,
     retry_delays: Vec<Duration>,
-    delivery_limit: u32,
 }
 
 impl Topology {
-    pub fn new(settings: &Settings) -> Self {
+    pub fn new(amqp: &AmqpSettings, retry_delays: &[Duration]) -> Self {
         Self {
-            namespace: settings.amqp.namespace.clone(),
-            archive_max_age: settings.amqp.archive_max_age,
-            retry_delays: settings.pipeline.retry_delays(),
-            delivery_limit: settings.pipeline.delivery_limit,
+            namespace: amqp.namespace.clone(),
+            archive_max_age: amqp.archive_max_age,
+            retry_delays: retry_delays.to_vec(),
         }
+    }
+
+    pub fn namespace(&self) -> &str {
+        &self.namespace
     }
 
     /// A stage's work queue.
@@ -109,9 +143,24 @@ impl Topology {
         &self.retry_delays
     }
 
+    /// The durable topic exchange verified Zoom events are published to, keyed by event name.
+    pub fn events_exchange(&self) -> String {
+        self.name("zoom.events")
+    }
+
+    /// The stream every verified event also lands in: the record replay reads.
+    pub fn archive_stream(&self) -> String {
+        self.name("zoom.events.archive")
+    }
+
+    /// The stream of every meeting's state transitions, folded by `zoom-relay status`.
+    pub fn status_stream(&self) -> String {
+        self.name("zoom.status")
+    }
+
     /// Every queue declared, for operators' tooling and test clean-up.
     pub fn queues(&self) -> Vec<String> {
-        let mut queues = vec![self.archive_stream()];
+        let mut queues = vec![self.archive_stream(), self.status_stream()];
         for stage in StageName::ALL {
             queues.push(self.stage_queue(stage));
             queues.push(self.dead_letter_queue(stage));
@@ -126,130 +175,190 @@ impl Topology {
         format!("{}{local}", self.namespace)
     }
 
-    /// The durable topic exchange verified Zoom events are published to, keyed by event name.
-    pub fn events_exchange(&self) -> String {
-        self.name("zoom.events")
+    /// The policies that carry the tunables; applied through the management API.
+    pub fn policies(&self) -> Vec<Policy> {
+        vec![Policy {
+            name: self.name("zoom-relay-archive"),
+            pattern: format!("^{}$", regex_escape(&self.archive_stream())),
+            apply_to: "queues",
+            priority: 10,
+            definition: json!({ "max-age": format!("{}s", self.archive_max_age.as_secs().max(1)) }),
+        }]
     }
 
-    /// The stream every verified event also lands in: the record replay reads.
-    pub fn archive_stream(&self) -> String {
-        self.name("zoom.events.archive")
-    }
-
-    /// Declares everything, idempotently. Arguments must never change for an existing name:
-    /// RabbitMQ refuses a redeclaration with other arguments (PRECONDITION_FAILED).
-    pub async fn declare(&self, channel: &Channel) -> lapin::Result<()> {
-        let durable_exchange = ExchangeDeclareOptions {
-            durable: true,
-            ..ExchangeDeclareOptions::default()
-        };
+    /// Declares everything, idempotently, on channels of `connection` (a failed passive declare
+    /// closes its channel).
+    pub async fn declare(&self, connection: &Connection) -> lapin::Result<()> {
+        let channel = connection.create_channel().await?;
         channel
             .exchange_declare(
                 self.events_exchange().into(),
                 ExchangeKind::Topic,
-                durable_exchange,
+                ExchangeDeclareOptions {
+                    durable: true,
+                    ..ExchangeDeclareOptions::default()
+                },
                 FieldTable::default(),
             )
             .await?;
+        let _ = channel.close(200, "exchange declared".into()).await;
 
-        let mut stream_arguments = FieldTable::default();
-        stream_arguments.insert(ShortString::from("x-queue-type"), string("stream"));
-        stream_arguments.insert(
+        let mut archive = queue_type("stream");
+        archive.insert(
             ShortString::from("x-max-age"),
             string(&format!("{}s", self.archive_max_age.as_secs().max(1))),
         );
-        channel
-            .queue_declare(
-                self.archive_stream().into(),
-                QueueDeclareOptions::durable(),
-                stream_arguments,
-            )
-            .await?;
-        channel
-            .queue_bind(
-                self.archive_stream().into(),
-                self.events_exchange().into(),
-                "#".into(),
-                QueueBindOptions::default(),
-                FieldTable::default(),
-            )
-            .await?;
+        ensure_queue(connection, &self.archive_stream(), archive).await?;
+        ensure_queue(connection, &self.status_stream(), {
+            let mut status = queue_type("stream");
+            // Older history stays in the manifests at the destination.
+            status.insert(ShortString::from("x-max-age"), string("30D"));
+            status
+        })
+        .await?;
+        let mut bindings = vec![(self.archive_stream(), "#".to_owned())];
 
         for stage in StageName::ALL {
-            self.declare_stage(channel, stage).await?;
+            let queue = self.stage_queue(stage);
+            let dead = self.dead_letter_queue(stage);
+            ensure_queue(connection, &dead, queue_type("quorum")).await?;
+            let mut arguments = queue_type("quorum");
+            arguments.insert(ShortString::from("x-dead-letter-exchange"), string(""));
+            arguments.insert(
+                ShortString::from("x-dead-letter-routing-key"),
+                string(&dead),
+            );
+            ensure_queue(connection, &queue, arguments).await?;
+            for event in stage.event_bindings() {
+                bindings.push((queue.clone(), event.as_str().to_owned()));
+            }
+            // One queue per delay: per-message TTLs expire only at the head of a queue.
+            for delay in &self.retry_delays {
+                let mut tier = FieldTable::default();
+                tier.insert(
+                    ShortString::from("x-message-ttl"),
+                    AMQPValue::LongLongInt(delay.as_millis().min(i64::MAX as u128) as i64),
+                );
+                tier.insert(ShortString::from("x-dead-letter-exchange"), string(""));
+                tier.insert(
+                    ShortString::from("x-dead-letter-routing-key"),
+                    string(&queue),
+                );
+                ensure_queue(connection, &self.retry_queue(stage, *delay), tier).await?;
+            }
         }
-        Ok(())
-    }
 
-    async fn declare_stage(&self, channel: &Channel, stage: StageName) -> lapin::Result<()> {
-        let queue = self.stage_queue(stage);
-        let dead = self.dead_letter_queue(stage);
-        let mut dead_arguments = FieldTable::default();
-        dead_arguments.insert(ShortString::from("x-queue-type"), string("quorum"));
-        channel
-            .queue_declare(
-                dead.as_str().into(),
-                QueueDeclareOptions::durable(),
-                dead_arguments,
-            )
-            .await?;
-
-        // RabbitMQ 3.10 has no default delivery limit: without one a message that crashes its
-        // consumer would be redelivered forever.
-        let mut arguments = FieldTable::default();
-        arguments.insert(ShortString::from("x-queue-type"), string("quorum"));
-        arguments.insert(
-            ShortString::from("x-delivery-limit"),
-            AMQPValue::LongLongInt(i64::from(self.delivery_limit)),
-        );
-        arguments.insert(ShortString::from("x-dead-letter-exchange"), string(""));
-        arguments.insert(
-            ShortString::from("x-dead-letter-routing-key"),
-            string(&dead),
-        );
-        channel
-            .queue_declare(
-                queue.as_str().into(),
-                QueueDeclareOptions::durable(),
-                arguments,
-            )
-            .await?;
-        for event in stage.event_bindings() {
+        let channel = connection.create_channel().await?;
+        for (queue, routing_key) in bindings {
             channel
                 .queue_bind(
-                    queue.as_str().into(),
+                    queue.into(),
                     self.events_exchange().into(),
-                    (*event).into(),
+                    routing_key.into(),
                     QueueBindOptions::default(),
                     FieldTable::default(),
                 )
                 .await?;
         }
-
-        // One queue per delay: per-message TTLs expire only at the head of a queue.
-        for delay in &self.retry_delays {
-            let mut tier = FieldTable::default();
-            tier.insert(
-                ShortString::from("x-message-ttl"),
-                AMQPValue::LongLongInt(delay.as_millis().min(i64::MAX as u128) as i64),
-            );
-            tier.insert(ShortString::from("x-dead-letter-exchange"), string(""));
-            tier.insert(
-                ShortString::from("x-dead-letter-routing-key"),
-                string(&queue),
-            );
-            channel
-                .queue_declare(
-                    self.retry_queue(stage, *delay).into(),
-                    QueueDeclareOptions::durable(),
-                    tier,
-                )
-                .await?;
-        }
+        let _ = channel.close(200, "topology declared".into()).await;
         Ok(())
     }
 }
 
+/// Declares `queue` with `arguments` unless it exists: an existing queue is left as it is
+/// (RabbitMQ would refuse a redeclaration whose arguments differ).
+async fn ensure_queue(
+    connection: &Connection,
+    queue: &str,
+    arguments: FieldTable,
+) -> lapin::Result<()> {
+    let probe = connection.create_channel().await?;
+    let passive = QueueDeclareOptions {
+        passive: true,
+        ..QueueDeclareOptions::default()
+    };
+    match probe
+        .queue_declare(queue.into(), passive, FieldTable::default())
+        .await
+    {
+        Ok(_) => {
+            let _ = probe.close(200, "exists".into()).await;
+            return Ok(());
+        }
+        Err(error) if is_not_found(&error) => {}
+        Err(error) => return Err(error),
+    }
+    let channel = connection.create_channel().await?;
+    channel
+        .queue_declare(queue.into(), QueueDeclareOptions::durable(), arguments)
+        .await?;
+    let _ = channel.close(200, "declared".into()).await;
+    Ok(())
+}
+
+fn is_not_found(error: &lapin::Error) -> bool {
+    matches!(error.kind(), lapin::ErrorKind::ProtocolError(amqp) if amqp.get_id() == 404)
+}
+
+fn queue_type(kind: &str) -> FieldTable {
+    let mut arguments = FieldTable::default();
+    arguments.insert(ShortString::from("x-queue-type"), string(kind));
+    arguments
+}
+
 fn string(value: &str) -> AMQPValue {
     AMQPValue::LongString(LongString::from(value))
+}
+
+/// Escapes a queue name for a policy's regular expression.
+fn regex_escape(text: &str) -> String {
+    let mut escaped = String::with_capacity(text.len());
+    for ch in text.chars() {
+        if !ch.is_ascii_alphanumeric() && ch != '_' && ch != '-' {
+            escaped.push('\\');
+        }
+        escaped.push(ch);
+    }
+    escaped
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn topology(namespace: &str) -> Topology {
+        let amqp = AmqpSettings {
+            namespace: namespace.into(),
+            archive_max_age: Duration::from_secs(86_400),
+            ..AmqpSettings::default()
+        };
+        Topology::new(&amqp, &[Duration::from_secs(10), Duration::from_secs(60)])
+    }
+
+    #[test]
+    fn names_carry_the_namespace() {
+        let topology = topology("t1.");
+        assert_eq!(topology.stage_queue(StageName::Plan), "t1.zoom.stage.plan");
+        assert_eq!(
+            topology.retry_queue(StageName::Upload, Duration::from_secs(60)),
+            "t1.zoom.stage.upload.retry.60000ms"
+        );
+        assert_eq!(topology.queues().len(), 2 + 5 * 4);
+    }
+
+    #[test]
+    fn the_archive_policy_matches_only_its_stream() {
+        let policy = &topology("t1.").policies()[0];
+        assert_eq!(policy.pattern, r"^t1\.zoom\.events\.archive$");
+        assert_eq!(policy.definition["max-age"], "86400s");
+    }
+
+    #[test]
+    fn plan_takes_every_recording_event_but_no_url_validation() {
+        let events = StageName::Plan.event_bindings();
+        assert!(events.contains(&EventName::RecordingCompleted));
+        assert!(events.contains(&EventName::RecordingRenamed));
+        assert!(!events.contains(&EventName::EndpointUrlValidation));
+        assert!(StageName::Download.event_bindings().is_empty());
+    }
 }

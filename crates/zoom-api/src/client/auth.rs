@@ -11,6 +11,7 @@ use tokio::sync::Mutex;
 
 use super::error::ZoomError;
 use crate::model::Sensitive;
+use crate::settings::{Credentials, ZoomSettings};
 
 /// A bearer token and what it allows.
 pub struct AccessToken {
@@ -46,17 +47,13 @@ pub struct TokenCache {
 }
 
 impl TokenCache {
-    pub fn new(
-        http: reqwest::Client,
-        settings: &relay_core::settings::ZoomSettings,
-        account: &relay_core::settings::AccountSettings,
-    ) -> Self {
+    pub fn new(http: reqwest::Client, settings: &ZoomSettings, credentials: Credentials) -> Self {
         Self {
             http,
             oauth_url: settings.oauth_url.clone(),
-            account_id: account.account_id.clone(),
-            client_id: account.client_id.clone(),
-            client_secret: account.client_secret.clone(),
+            account_id: credentials.account_id,
+            client_id: credentials.client_id,
+            client_secret: credentials.client_secret,
             refresh_margin: settings.token_refresh_margin,
             request_timeout: settings.request_timeout,
             current: Mutex::new(None),

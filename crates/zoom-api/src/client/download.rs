@@ -19,7 +19,6 @@ use base64::Engine;
 use bytes::Bytes;
 use futures_util::stream::BoxStream;
 use futures_util::{Stream, StreamExt};
-use relay_core::settings::ZoomSettings;
 use reqwest::header::{CONTENT_RANGE, CONTENT_TYPE, RANGE};
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
@@ -28,6 +27,7 @@ use tracing::debug;
 use super::error::{DownloadError, ZoomError};
 use super::{ZoomClient, backoff, retry_after};
 use crate::model::Sensitive;
+use crate::settings::{ZoomSettings, secure_transport};
 
 /// Redirects followed before giving up.
 const MAX_REDIRECTS: usize = 5;
@@ -98,9 +98,10 @@ pub(super) fn file_client(settings: &ZoomSettings) -> Result<reqwest::Client, Zo
         .map_err(ZoomError::transport)
 }
 
-/// http(s) on an allowlisted host or one of its subdomains.
+/// https (plain http to a loopback host only: the simulator) on an allowlisted host or one of
+/// its subdomains. A download request carries a bearer token: never in clear over a network.
 pub fn host_allowed(url: &url::Url, hosts: &[String]) -> bool {
-    if !matches!(url.scheme(), "https" | "http") {
+    if !secure_transport(url) {
         return false;
     }
     let Some(host) = url.host_str() else {
@@ -434,6 +435,10 @@ mod tests {
         assert!(!allowed("https://evilzoom.us/file"));
         assert!(!allowed("https://zoom.us.evil.com/file"));
         assert!(!allowed("file:///etc/passwd"));
+        assert!(
+            !allowed("http://zoom.us/rec/download/x"),
+            "a token in clear"
+        );
         assert!(!allowed("https://169.254.169.254/latest/meta-data"));
     }
 

@@ -1,5 +1,5 @@
-//! What can go wrong talking to Zoom, classified once: [`ZoomError::is_retryable`] and
-//! [`DownloadError::is_retryable`] are the only places that decide.
+//! What can go wrong talking to Zoom. What each means for the pipeline (retried or not, which
+//! failure code) is decided in one place, beside the failure codes (`relay_core::failure`).
 //!
 //! No variant carries a URL, a token or a body: reqwest's errors are stripped of their URL.
 
@@ -28,26 +28,8 @@ pub enum ZoomError {
 }
 
 impl ZoomError {
-    /// Worth trying again later (another delivery, a retry tier).
-    pub fn is_retryable(&self) -> bool {
-        matches!(
-            self,
-            Self::RateLimited { .. } | Self::Server { .. } | Self::Transport(_)
-        )
-    }
-
     pub(crate) fn transport(error: reqwest::Error) -> Self {
         Self::Transport(error.without_url().to_string())
-    }
-}
-
-impl From<ZoomError> for relay_core::consumer::StageError {
-    fn from(error: ZoomError) -> Self {
-        if error.is_retryable() {
-            Self::retry("zoom_api", error)
-        } else {
-            Self::reject("zoom_api", error)
-        }
     }
 }
 
@@ -87,45 +69,6 @@ pub enum DownloadError {
 }
 
 impl DownloadError {
-    /// Worth trying again later. A deleted file (HTML), a size far off, a refused host or a 404
-    /// will not change by waiting: they are reported, not retried forever.
-    pub fn is_retryable(&self) -> bool {
-        match self {
-            Self::Processing
-            | Self::Incomplete { .. }
-            | Self::Transport(_)
-            | Self::BadRange
-            | Self::Sink(_) => true,
-            Self::Http { status } => *status == 429 || *status >= 500,
-            Self::Api(error) => error.is_retryable(),
-            Self::NotAllowed(_)
-            | Self::Unauthorized
-            | Self::NotFound
-            | Self::HtmlInsteadOfFile { .. }
-            | Self::SizeMismatch { .. }
-            | Self::Overlong { .. } => false,
-        }
-    }
-
-    /// A short stable code for metrics, dead-letter headers and logs.
-    pub fn code(&self) -> &'static str {
-        match self {
-            Self::NotAllowed(_) => "download_not_allowed",
-            Self::Unauthorized => "download_unauthorized",
-            Self::NotFound => "file_not_found",
-            Self::HtmlInsteadOfFile { .. } => "html_instead_of_file",
-            Self::SizeMismatch { .. } => "size_mismatch",
-            Self::Processing => "file_processing",
-            Self::Incomplete { .. } => "download_incomplete",
-            Self::Overlong { .. } => "download_overlong",
-            Self::BadRange => "bad_range",
-            Self::Http { .. } => "download_http_error",
-            Self::Transport(_) => "download_transport",
-            Self::Api(_) => "zoom_api_error",
-            Self::Sink(_) => "sink_error",
-        }
-    }
-
     pub(crate) fn transport(error: reqwest::Error) -> Self {
         if error.is_redirect() {
             return Self::NotAllowed(

@@ -17,7 +17,6 @@ use std::time::Duration;
 use chrono::{Months, NaiveDate};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use rand::Rng;
-use relay_core::settings::{AccountSettings, ZoomSettings};
 use reqwest::{Method, Response, StatusCode};
 use serde::de::DeserializeOwned;
 use tracing::{debug, warn};
@@ -28,6 +27,7 @@ pub use error::{DownloadError, ZoomError};
 pub use ratelimit::{Category, RateLimits};
 
 use crate::model::{MeetingRecordings, Page, User};
+use crate::settings::{Credentials, ZoomSettings};
 
 /// Characters left as they are in a path segment; everything else is percent-encoded.
 const PATH_SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
@@ -145,7 +145,12 @@ pub struct ZoomClient {
 }
 
 impl ZoomClient {
-    pub fn new(settings: &ZoomSettings, account: &AccountSettings) -> Result<Arc<Self>, ZoomError> {
+    /// `account` is our name for it (logs); `credentials` its app's.
+    pub fn new(
+        settings: &ZoomSettings,
+        account: &str,
+        credentials: Credentials,
+    ) -> Result<Arc<Self>, ZoomError> {
         let api = reqwest::Client::builder()
             .connect_timeout(settings.connect_timeout)
             .user_agent(concat!("zoom-relay/", env!("CARGO_PKG_VERSION")))
@@ -153,9 +158,9 @@ impl ZoomClient {
             .map_err(ZoomError::transport)?;
         let files = download::file_client(settings)?;
         Ok(Arc::new(Self {
-            account: account.name.clone(),
-            account_id: account.account_id.clone(),
-            tokens: TokenCache::new(api.clone(), settings, account),
+            account: account.to_owned(),
+            account_id: credentials.account_id.clone(),
+            tokens: TokenCache::new(api.clone(), settings, credentials),
             limits: RateLimits::new(&settings.rate_limits),
             settings: settings.clone(),
             api,
@@ -195,7 +200,9 @@ impl ZoomClient {
                     .to_string(),
             ));
         }
-        self.get_json(Category::Light, &path, &query).await
+        let mut meeting: MeetingRecordings = self.get_json(Category::Light, &path, &query).await?;
+        meeting.normalize();
+        Ok(meeting)
     }
 
     /// Every recording of a user between `from` and `to` (inclusive).
@@ -247,7 +254,8 @@ impl ZoomClient {
                     other => break other?,
                 }
             };
-            for meeting in window {
+            for mut meeting in window {
+                meeting.normalize();
                 if seen.insert(meeting.uuid.clone()) {
                     meetings.push(meeting);
                 }

@@ -4,8 +4,8 @@
 use std::num::NonZeroU32;
 use std::time::Duration;
 
+use crate::settings::RateLimitSettings;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
-use relay_core::settings::RateLimitSettings;
 
 /// Zoom's API rate-limit categories. Getting a meeting's recordings and deleting are Light;
 /// listing a user's recordings is Medium.

@@ -1,0 +1,344 @@
+//! The composition root of every zoom-relay process.
+//!
+//! - [`settings`]: the whole configuration tree, assembled from the sections each crate owns.
+//! - [`App`]: builds what a process shares once — one broker connection, one metrics registry,
+//!   one Zoom client per account (one token cache, one rate budget), one staging store — and
+//!   starts the [`Component`]s asked for from one registration list ([`App::register`]).
+//! - [`admin`]: every process's `/healthz`, `/readyz` and `/metrics`.
+//!
+//! The binary only parses the command line and picks components; tests build the same `App`.
+
+pub mod admin;
+pub mod settings;
+
+use std::sync::Arc;
+
+use futures_util::FutureExt;
+use futures_util::future::BoxFuture;
+use prometheus_client::registry::Registry;
+use relay_core::broker::{Broker, StageName, Topology};
+use relay_core::consumer::{self, Stage};
+use relay_core::metrics::StageMetrics;
+use relay_core::shutdown::CancellationToken;
+use relay_ingress::{Ingress, WebhookAccount};
+use relay_pipeline::{Accounts, Shared, Staging, StartError as PipelineStartError};
+use tokio::task::JoinSet;
+
+pub use settings::{AdminSettings, Settings, SettingsError};
+
+/// The configured accounts, as the Zoom simulator knows them (the first secret token signs).
+pub fn sim_accounts(settings: &Settings) -> Vec<zoom_sim::SimAccount> {
+    use secrecy::ExposeSecret;
+    settings
+        .accounts
+        .iter()
+        .map(|account| zoom_sim::SimAccount {
+            name: account.name.clone(),
+            account_id: account.account_id.clone(),
+            client_id: account.client_id.clone(),
+            client_secret: account.client_secret.expose_secret().to_owned(),
+            secret_token: account
+                .secret_tokens
+                .first()
+                .map(|token| token.expose_secret().to_owned())
+                .unwrap_or_default(),
+        })
+        .collect()
+}
+
+/// What a process can run. `zoom-relay run` runs them all; each also has its own subcommand.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Component {
+    Ingress,
+    Plan,
+    Download,
+    Assemble,
+    Upload,
+    Cleanup,
+}
+
+impl Component {
+    pub const ALL: [Component; 6] = [
+        Self::Ingress,
+        Self::Plan,
+        Self::Download,
+        Self::Assemble,
+        Self::Upload,
+        Self::Cleanup,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ingress => "ingress",
+            Self::Plan => "plan",
+            Self::Download => "download",
+            Self::Assemble => "assemble",
+            Self::Upload => "upload",
+            Self::Cleanup => "cleanup",
+        }
+    }
+
+    /// The pipeline stage this component consumes for, if it is one.
+    pub fn stage(self) -> Option<StageName> {
+        match self {
+            Self::Ingress => None,
+            Self::Plan => Some(StageName::Plan),
+            Self::Download => Some(StageName::Download),
+            Self::Assemble => Some(StageName::Assemble),
+            Self::Upload => Some(StageName::Upload),
+            Self::Cleanup => Some(StageName::Cleanup),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("{component}: {source}")]
+    Pipeline {
+        component: &'static str,
+        source: PipelineStartError,
+    },
+    #[error("binding {what} on {address}: {source}")]
+    Bind {
+        what: &'static str,
+        address: std::net::SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{component} stopped: {reason}")]
+pub struct RunError {
+    pub component: &'static str,
+    pub reason: String,
+}
+
+type Runner = Box<dyn FnOnce(CancellationToken) -> BoxFuture<'static, Result<(), RunError>> + Send>;
+
+/// A process: its shared parts and the components it runs.
+pub struct App {
+    broker: Broker,
+    broker_shutdown: CancellationToken,
+    runners: Vec<(&'static str, Runner)>,
+    ingress_port: Option<u16>,
+    admin_port: u16,
+}
+
+impl App {
+    /// Builds the shared parts once and every component in `components`; binds the listeners.
+    /// Must run inside a Tokio runtime (the broker's supervisor starts at once).
+    pub fn build(settings: Settings, components: &[Component]) -> Result<Self, StartError> {
+        let settings = Arc::new(settings);
+        let broker_shutdown = CancellationToken::new();
+        let topology = Topology::new(&settings.amqp, &settings.pipeline.retry_delays());
+        let broker = Broker::start(&settings.amqp, topology, broker_shutdown.clone());
+        let mut registry = Registry::default();
+        let stage_metrics = StageMetrics::register(&mut registry);
+        let ingress_metrics = relay_ingress::Metrics::register(&mut registry);
+        let registry = Arc::new(registry);
+
+        let shared = if components.iter().any(|c| c.stage().is_some()) {
+            let pipeline_error = |source| StartError::Pipeline {
+                component: "pipeline",
+                source,
+            };
+            Some(Shared {
+                accounts: Accounts::new(&settings.accounts, &settings.zoom)
+                    .map_err(|error| pipeline_error(error.into()))?,
+                staging: Staging::new(
+                    &settings.pipeline.staging,
+                    &settings.pipeline.staging_options,
+                )
+                .map_err(|error| pipeline_error(error.into()))?,
+                settings: Arc::new(settings.pipeline.clone()),
+                metrics: stage_metrics,
+            })
+        } else {
+            None
+        };
+
+        let mut app = Self {
+            broker: broker.clone(),
+            broker_shutdown,
+            runners: Vec::new(),
+            ingress_port: None,
+            admin_port: 0,
+        };
+        for component in components {
+            app.register(
+                *component,
+                &settings,
+                shared.as_ref(),
+                &ingress_metrics,
+                &registry,
+            )?;
+        }
+        let admin =
+            admin::Admin::build(settings.admin.listen, broker, registry).map_err(|source| {
+                StartError::Bind {
+                    what: "the admin listener",
+                    address: settings.admin.listen,
+                    source,
+                }
+            })?;
+        app.admin_port = admin.port();
+        app.runners.push((
+            "admin",
+            Box::new(move |shutdown| {
+                async move {
+                    admin.run(shutdown).await.map_err(|error| RunError {
+                        component: "admin",
+                        reason: error.to_string(),
+                    })
+                }
+                .boxed()
+            }),
+        ));
+        Ok(app)
+    }
+
+    /// The registration list: every component, built from the shared parts.
+    fn register(
+        &mut self,
+        component: Component,
+        settings: &Settings,
+        shared: Option<&Shared>,
+        ingress_metrics: &relay_ingress::Metrics,
+        registry: &Arc<Registry>,
+    ) -> Result<(), StartError> {
+        let name = component.as_str();
+        let pipeline = |error: PipelineStartError| StartError::Pipeline {
+            component: name,
+            source: error,
+        };
+        let runner: Runner = match (component, shared) {
+            (Component::Ingress, _) => {
+                let accounts: Vec<WebhookAccount> = settings
+                    .accounts
+                    .iter()
+                    .map(|account| WebhookAccount {
+                        name: account.name.clone(),
+                        account_id: account.account_id.clone(),
+                        secret_tokens: account.secret_tokens.clone(),
+                    })
+                    .collect();
+                let ingress = Ingress::build(
+                    &settings.ingress,
+                    &accounts,
+                    self.broker.clone(),
+                    ingress_metrics.clone(),
+                    registry.clone(),
+                )
+                .map_err(|source| StartError::Bind {
+                    what: "the ingress",
+                    address: settings.ingress.listen,
+                    source,
+                })?;
+                self.ingress_port = Some(ingress.port());
+                Box::new(move |shutdown| {
+                    async move {
+                        ingress.run(shutdown).await.map_err(|error| RunError {
+                            component: "ingress",
+                            reason: error.to_string(),
+                        })
+                    }
+                    .boxed()
+                })
+            }
+            (Component::Plan, Some(shared)) => {
+                self.stage(relay_plan::Plan::new(shared), shared, shared.settings.plan)
+            }
+            (Component::Download, Some(shared)) => self.stage(
+                relay_download::Download::new(shared),
+                shared,
+                shared.settings.download,
+            ),
+            (Component::Assemble, Some(shared)) => self.stage(
+                relay_assemble::Assemble::new(shared).map_err(pipeline)?,
+                shared,
+                shared.settings.assemble,
+            ),
+            (Component::Upload, Some(shared)) => self.stage(
+                relay_upload::Upload::new(shared),
+                shared,
+                shared.settings.upload,
+            ),
+            (Component::Cleanup, Some(shared)) => self.stage(
+                relay_cleanup::Cleanup::new(shared),
+                shared,
+                shared.settings.cleanup,
+            ),
+            (_, None) => {
+                return Err(pipeline(PipelineStartError::Requirement(
+                    "the pipeline's shared parts were not built".into(),
+                )));
+            }
+        };
+        self.runners.push((name, runner));
+        Ok(())
+    }
+
+    fn stage<S: Stage>(
+        &self,
+        stage: S,
+        shared: &Shared,
+        capacity: relay_pipeline::settings::StageSettings,
+    ) -> Runner {
+        let broker = self.broker.clone();
+        let settings = shared.settings.loop_settings(capacity);
+        let metrics = shared.metrics.clone();
+        let stage = Arc::new(stage);
+        Box::new(move |shutdown| {
+            async move {
+                consumer::run(broker, stage, settings, metrics, shutdown).await;
+                Ok(())
+            }
+            .boxed()
+        })
+    }
+
+    /// The webhook listener's port, when the ingress runs here.
+    pub fn ingress_port(&self) -> Option<u16> {
+        self.ingress_port
+    }
+
+    pub fn admin_port(&self) -> u16 {
+        self.admin_port
+    }
+
+    pub fn broker(&self) -> &Broker {
+        &self.broker
+    }
+
+    /// Runs every component until `shutdown`; one failing stops the process (ops restart it
+    /// whole). The broker connection closes only after every component drained, so in-flight
+    /// work can still ack.
+    pub async fn run(self, shutdown: CancellationToken) -> Result<(), RunError> {
+        let mut running = JoinSet::new();
+        for (name, runner) in self.runners {
+            let future = runner(shutdown.clone());
+            running.spawn(async move {
+                let result = future.await;
+                (name, result)
+            });
+        }
+        let mut outcome = Ok(());
+        while let Some(finished) = running.join_next().await {
+            let result = match finished {
+                Ok((_, result)) => result,
+                Err(panicked) => Err(RunError {
+                    component: "a component",
+                    reason: panicked.to_string(),
+                }),
+            };
+            if let Err(error) = result {
+                shutdown.cancel();
+                if outcome.is_ok() {
+                    outcome = Err(error);
+                }
+            }
+        }
+        self.broker_shutdown.cancel();
+        outcome
+    }
+}

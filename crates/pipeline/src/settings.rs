@@ -1,0 +1,434 @@
+//! The sections the pipeline owns: `[pipeline]` (staging, retries, each stage's capacity) and
+//! `[[accounts]]` (each Zoom account: its app, its destination, what to archive).
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use relay_core::consumer::LoopSettings;
+use relay_core::settings::{InvalidSetting, redacted};
+use relay_storage::StoreUrl;
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+use zoom_api::Credentials;
+
+/// The consumers: where files are staged, how much each stage takes on, how failures retry.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PipelineSettings {
+    /// Object store URL for files between download and upload. A local directory by default;
+    /// S3-compatible when the stages run on several machines.
+    pub staging: StoreUrl,
+    /// Options for the staging store, as `object_store` names them.
+    #[serde(serialize_with = "redacted_map")]
+    pub staging_options: BTreeMap<String, SecretString>,
+    /// Delays between attempts, one RabbitMQ TTL queue each; attempts past the last reuse it.
+    pub retry_delays: Vec<humantime_serde::Serde<Duration>>,
+    /// Attempts before a message goes to its stage's dead-letter queue.
+    pub max_attempts: u32,
+    /// Deliveries allowed (consumers that crashed or were killed holding the message) before it
+    /// is dead-lettered with `delivery_limit`. Enforced by the consumers: change it any time.
+    pub delivery_limit: u32,
+    /// In-flight work is given this long to finish on shutdown.
+    #[serde(with = "humantime_serde")]
+    pub drain_timeout: Duration,
+    /// How long a file may stay `processing` at Zoom before the meeting fails with
+    /// `file_processing_timeout`. Waiting spends no attempts.
+    #[serde(with = "humantime_serde")]
+    pub processing_deadline: Duration,
+    /// Read back and hash every copied file at the destination (otherwise: its size there and
+    /// the hash of the bytes sent). A file renamed within one store is checked by size.
+    pub verify_readback: bool,
+    /// The ffmpeg binary `concat_media` runs.
+    pub ffmpeg: String,
+    pub plan: StageSettings,
+    pub download: StageSettings,
+    pub assemble: StageSettings,
+    pub upload: StageSettings,
+    pub cleanup: StageSettings,
+}
+
+impl Default for PipelineSettings {
+    fn default() -> Self {
+        Self {
+            staging: StoreUrl::new("file:///var/lib/zoom-relay/staging"),
+            staging_options: BTreeMap::new(),
+            retry_delays: [10, 60, 300, 900]
+                .into_iter()
+                .map(|secs| Duration::from_secs(secs).into())
+                .collect(),
+            max_attempts: 8,
+            delivery_limit: 20,
+            drain_timeout: Duration::from_secs(30),
+            processing_deadline: Duration::from_secs(24 * 3600),
+            verify_readback: true,
+            ffmpeg: "ffmpeg".into(),
+            plan: StageSettings::new(8, 16),
+            download: StageSettings::new(4, 4),
+            assemble: StageSettings::new(4, 16),
+            upload: StageSettings::new(4, 4),
+            cleanup: StageSettings::new(2, 8),
+        }
+    }
+}
+
+/// How much one stage process works on at once.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct StageSettings {
+    /// Messages handled concurrently.
+    pub concurrency: usize,
+    /// Messages the broker sends ahead (quorum queues cap it at 2,000).
+    pub prefetch: u16,
+}
+
+impl StageSettings {
+    pub const fn new(concurrency: usize, prefetch: u16) -> Self {
+        Self {
+            concurrency,
+            prefetch,
+        }
+    }
+}
+
+pub(crate) fn redacted_map<S: serde::Serializer>(
+    map: &BTreeMap<String, SecretString>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    use serde::ser::SerializeMap;
+    let mut out = serializer.serialize_map(Some(map.len()))?;
+    for key in map.keys() {
+        out.serialize_entry(key, "[REDACTED]")?;
+    }
+    out.end()
+}
+
+impl PipelineSettings {
+    pub fn retry_delays(&self) -> Vec<Duration> {
+        self.retry_delays.iter().map(|delay| **delay).collect()
+    }
+
+    /// The consumer loop's settings for one stage.
+    pub fn loop_settings(&self, stage: StageSettings) -> LoopSettings {
+        LoopSettings {
+            concurrency: stage.concurrency,
+            prefetch: stage.prefetch,
+            max_attempts: self.max_attempts,
+            delivery_limit: self.delivery_limit,
+            drain_timeout: self.drain_timeout,
+        }
+    }
+
+    pub fn validate(&self) -> Result<(), InvalidSetting> {
+        if self.retry_delays.is_empty() {
+            return Err(InvalidSetting::new(
+                "pipeline.retry_delays",
+                "needs at least one delay",
+            ));
+        }
+        if self.retry_delays().iter().any(Duration::is_zero) {
+            return Err(InvalidSetting::new(
+                "pipeline.retry_delays",
+                "delays must be positive",
+            ));
+        }
+        if self.max_attempts == 0 {
+            return Err(InvalidSetting::new(
+                "pipeline.max_attempts",
+                "must be at least 1",
+            ));
+        }
+        if self.delivery_limit == 0 {
+            return Err(InvalidSetting::new(
+                "pipeline.delivery_limit",
+                "must be at least 1",
+            ));
+        }
+        if !self.staging.expose().contains("://") {
+            return Err(InvalidSetting::new(
+                "pipeline.staging",
+                "must be an object store URL (file:///…, s3://…, gs://…, az://…)",
+            ));
+        }
+        for (key, stage) in [
+            ("pipeline.plan", &self.plan),
+            ("pipeline.download", &self.download),
+            ("pipeline.assemble", &self.assemble),
+            ("pipeline.upload", &self.upload),
+            ("pipeline.cleanup", &self.cleanup),
+        ] {
+            if stage.concurrency == 0 || stage.prefetch == 0 {
+                return Err(InvalidSetting::new(
+                    key,
+                    "concurrency and prefetch must be at least 1",
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeleteAfterUpload {
+    #[default]
+    Off,
+    Trash,
+    Delete,
+}
+
+/// A Zoom Server-to-Server OAuth app, as its admin created it on the Zoom App Marketplace, and
+/// what zoom-relay does with the account's recordings.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccountSettings {
+    /// Our name for the account: appears in logs, metrics, message headers and paths.
+    pub name: String,
+    /// Zoom's id of the account. An event is acted on only for the account whose secret token
+    /// signed it, and only if it names this id.
+    pub account_id: String,
+    pub client_id: String,
+    #[serde(serialize_with = "redacted")]
+    pub client_secret: SecretString,
+    /// The app's current secret token and, during a rotation, the previous one.
+    #[serde(serialize_with = "redacted_list")]
+    pub secret_tokens: Vec<SecretString>,
+    /// Where this account's recordings go: an object store URL (`file:///srv/recordings`,
+    /// `s3://bucket/prefix`, `gs://bucket/prefix`, `az://container/prefix`).
+    #[serde(default = "default_destination")]
+    pub destination: StoreUrl,
+    /// Options for the destination store (`aws_endpoint`, `aws_region`, `aws_access_key_id`,
+    /// `aws_secret_access_key`, `google_service_account`, …), as `object_store` names them.
+    #[serde(default, serialize_with = "redacted_map")]
+    pub destination_options: BTreeMap<String, SecretString>,
+    /// A meeting's folder under the destination. Placeholders: `{account}`, `{host_email}`,
+    /// `{topic}`, `{meeting_uuid}`, `{meeting_id}`, `{kind}`, `{start:STRFTIME}`.
+    #[serde(default = "default_path_template")]
+    pub path_template: String,
+    /// A file's name in that folder. Placeholders: `{segment}`, `{view}`, `{file_type}`,
+    /// `{file_id}`, `{ext}`, and every placeholder of `path_template`.
+    #[serde(default = "default_file_template")]
+    pub file_template: String,
+    #[serde(default = "yes")]
+    pub meetings: bool,
+    #[serde(default = "yes")]
+    pub webinars: bool,
+    /// Zoom `file_type`s to keep (`MP4`, `M4A`, `TRANSCRIPT`, `CHAT`, `CC`, …); empty keeps all,
+    /// participant audio included.
+    #[serde(default)]
+    pub file_types: Vec<String>,
+    /// Only these hosts' recordings (emails, case-insensitive); empty means everyone.
+    #[serde(default)]
+    pub include_hosts: Vec<String>,
+    #[serde(default)]
+    pub exclude_hosts: Vec<String>,
+    /// Recordings of shorter meetings are skipped.
+    #[serde(default)]
+    pub min_duration_minutes: u32,
+    /// Join the MP4 segments of each view into one file with ffmpeg (stream copy).
+    #[serde(default)]
+    pub concat_media: bool,
+    /// After every file of a meeting is verified at the destination: `off`, `trash` (recoverable
+    /// for 30 days at Zoom) or `delete` (permanent).
+    #[serde(default)]
+    pub delete_after_upload: DeleteAfterUpload,
+    /// Wait this many days after the upload before deleting.
+    #[serde(default)]
+    pub delete_after_days: u32,
+}
+
+fn redacted_list<S: serde::Serializer>(
+    list: &[SecretString],
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    use serde::ser::SerializeSeq;
+    let mut out = serializer.serialize_seq(Some(list.len()))?;
+    for _ in list {
+        out.serialize_element("[REDACTED]")?;
+    }
+    out.end()
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn default_destination() -> StoreUrl {
+    StoreUrl::new("file:///var/lib/zoom-relay/recordings")
+}
+
+fn default_path_template() -> String {
+    "{host_email}/{start:%Y/%m/%d}/{topic}-{meeting_uuid}".into()
+}
+
+fn default_file_template() -> String {
+    "{segment}-{view}.{ext}".into()
+}
+
+impl AccountSettings {
+    pub fn credentials(&self) -> Credentials {
+        Credentials {
+            account_id: self.account_id.clone(),
+            client_id: self.client_id.clone(),
+            client_secret: self.client_secret.clone(),
+        }
+    }
+
+    pub fn deletes(&self) -> bool {
+        self.delete_after_upload != DeleteAfterUpload::Off
+    }
+}
+
+/// Checks every account on its own and all of them together: two accounts must never share a
+/// name, a Zoom account id or a secret token, or one's event could act for the other.
+pub fn validate_accounts(accounts: &[AccountSettings]) -> Result<(), InvalidSetting> {
+    let mut names = HashMap::new();
+    let mut ids = HashMap::new();
+    let mut tokens: HashMap<&str, String> = HashMap::new();
+    for (index, account) in accounts.iter().enumerate() {
+        let key = |field: &str| format!("accounts[{index}].{field}");
+        let blank = |value: &str| value.trim().is_empty();
+        if blank(&account.name) {
+            return Err(InvalidSetting::new(key("name"), "must not be empty"));
+        }
+        if account.name.contains(['/', '\\']) || account.name.chars().any(char::is_control) {
+            return Err(InvalidSetting::new(
+                key("name"),
+                "must not hold `/`, `\\` or control characters",
+            ));
+        }
+        if let Some(first) = names.insert(account.name.as_str(), index) {
+            return Err(InvalidSetting::new(
+                key("name"),
+                format!("`{}` is also accounts[{first}].name", account.name),
+            ));
+        }
+        if blank(&account.account_id) {
+            return Err(InvalidSetting::new(key("account_id"), "must not be empty"));
+        }
+        if let Some(first) = ids.insert(account.account_id.as_str(), index) {
+            return Err(InvalidSetting::new(
+                key("account_id"),
+                format!("is also accounts[{first}].account_id: one Zoom account, one entry"),
+            ));
+        }
+        if blank(&account.client_id) {
+            return Err(InvalidSetting::new(key("client_id"), "must not be empty"));
+        }
+        if blank(account.client_secret.expose_secret()) {
+            return Err(InvalidSetting::new(
+                key("client_secret"),
+                "must not be empty or blank",
+            ));
+        }
+        if account.secret_tokens.is_empty() {
+            return Err(InvalidSetting::new(
+                key("secret_tokens"),
+                "must hold at least one token",
+            ));
+        }
+        for (position, token) in account.secret_tokens.iter().enumerate() {
+            let token_key = key(&format!("secret_tokens[{position}]"));
+            if blank(token.expose_secret()) {
+                return Err(InvalidSetting::new(token_key, "must not be empty or blank"));
+            }
+            if let Some(first) = tokens.insert(token.expose_secret(), token_key.clone()) {
+                return Err(InvalidSetting::new(
+                    token_key,
+                    format!(
+                        "is the same secret token as {first}: a delivery it signs could act for either account"
+                    ),
+                ));
+            }
+        }
+        if !account.destination.expose().contains("://") {
+            return Err(InvalidSetting::new(
+                key("destination"),
+                "must be an object store URL (file:///…, s3://…, gs://…, az://…)",
+            ));
+        }
+        if !account.deletes() && account.delete_after_days > 0 {
+            return Err(InvalidSetting::new(
+                key("delete_after_days"),
+                "needs delete_after_upload = \"trash\" or \"delete\"",
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn account(name: &str, id: &str, tokens: &[&str]) -> AccountSettings {
+        AccountSettings {
+            name: name.into(),
+            account_id: id.into(),
+            client_id: "client".into(),
+            client_secret: SecretString::from("secret"),
+            secret_tokens: tokens.iter().map(|t| SecretString::from(*t)).collect(),
+            destination: default_destination(),
+            destination_options: BTreeMap::new(),
+            path_template: default_path_template(),
+            file_template: default_file_template(),
+            meetings: true,
+            webinars: true,
+            file_types: vec![],
+            include_hosts: vec![],
+            exclude_hosts: vec![],
+            min_duration_minutes: 0,
+            concat_media: false,
+            delete_after_upload: DeleteAfterUpload::Off,
+            delete_after_days: 0,
+        }
+    }
+
+    #[test]
+    fn one_secret_token_in_two_accounts_is_refused_naming_both_keys() {
+        let error = validate_accounts(&[
+            account("acme", "A", &["shared"]),
+            account("globex", "B", &["other", "shared"]),
+        ])
+        .expect_err("refused");
+        assert_eq!(error.key, "accounts[1].secret_tokens[1]");
+        assert!(
+            error.reason.contains("accounts[0].secret_tokens[0]"),
+            "{error}"
+        );
+        assert!(
+            !error.to_string().contains("shared"),
+            "never print the token"
+        );
+    }
+
+    #[test]
+    fn one_zoom_account_twice_is_refused() {
+        let error = validate_accounts(&[
+            account("acme", "A", &["t1"]),
+            account("acme-too", "A", &["t2"]),
+        ])
+        .expect_err("refused");
+        assert_eq!(error.key, "accounts[1].account_id");
+    }
+
+    #[test]
+    fn blank_secrets_are_refused() {
+        let error = validate_accounts(&[account("acme", "A", &["  "])]).expect_err("refused");
+        assert_eq!(error.key, "accounts[0].secret_tokens[0]");
+        let mut blank_secret = account("acme", "A", &["t"]);
+        blank_secret.client_secret = SecretString::from(" \t");
+        let error = validate_accounts(&[blank_secret]).expect_err("refused");
+        assert_eq!(error.key, "accounts[0].client_secret");
+    }
+
+    #[test]
+    fn distinct_accounts_pass() {
+        assert!(
+            validate_accounts(&[
+                account("acme", "A", &["t1", "t0"]),
+                account("globex", "B", &["t2"]),
+            ])
+            .is_ok()
+        );
+    }
+}

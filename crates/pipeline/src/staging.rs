@@ -1,0 +1,185 @@
+//! Where files wait between download and upload, and the markers that make every stage
+//! idempotent. [`StagingKey`] alone spells staging paths.
+//!
+//! Per meeting (`{account}/{meeting}/`, both injective names from [`names::identity`]):
+//!
+//! | record | written by | means |
+//! |---|---|---|
+//! | `wanted/{file}.json` | plan | this file belongs to the meeting (no download URL: it is a credential) |
+//! | `meta/{event}.json` | plan | the meeting as that event (or the API) described it |
+//! | `files/{file}` | download | the bytes; appears only once complete |
+//! | `files/{file}.done.json` | download | complete, with size and SHA-256: a task for a done file is skipped |
+//! | `manifest.json` | assemble | every wanted file is done |
+//! | `uploads/{digest}.json` | assemble | an upload of exactly this manifest was sent: one per content, not one per file |
+//! | `cleanup.json` | cleanup | deletion claimed (created only if absent), then done |
+//! | `concat/{view}.mp4` | assemble | a view's segments joined |
+//!
+//! Markers are written only after what they vouch for is complete: their presence is the check.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use object_store::path::Path;
+use relay_storage::names::identity;
+use relay_storage::{Location, StorageError, StoreUrl};
+use secrecy::SecretString;
+
+/// Every staging path, built here only.
+pub enum StagingKey<'a> {
+    Wanted { file_id: &'a str },
+    WantedDir,
+    Meta { event_id: &'a str },
+    MetaDir,
+    Data { file_id: &'a str },
+    Done { file_id: &'a str },
+    FilesDir,
+    Manifest,
+    Upload { digest: &'a str },
+    CleanupClaim,
+    Concat { view: &'a str },
+}
+
+const DONE_SUFFIX: &str = ".done.json";
+
+impl StagingKey<'_> {
+    fn relative(&self) -> String {
+        match self {
+            Self::Wanted { file_id } => format!("wanted/{}.json", identity(file_id)),
+            Self::WantedDir => "wanted".into(),
+            Self::Meta { event_id } => format!("meta/{}.json", identity(event_id)),
+            Self::MetaDir => "meta".into(),
+            Self::Data { file_id } => format!("files/{}", identity(file_id)),
+            Self::Done { file_id } => format!("files/{}{DONE_SUFFIX}", identity(file_id)),
+            Self::FilesDir => "files".into(),
+            Self::Manifest => "manifest.json".into(),
+            Self::Upload { digest } => format!("uploads/{}.json", identity(digest)),
+            Self::CleanupClaim => "cleanup.json".into(),
+            Self::Concat { view } => format!("concat/{}.mp4", identity(view)),
+        }
+    }
+}
+
+/// Where files wait between download and upload.
+#[derive(Clone)]
+pub struct Staging {
+    pub location: Location,
+}
+
+/// One meeting's corner of staging.
+pub struct MeetingStaging<'s> {
+    staging: &'s Staging,
+    dir: String,
+}
+
+impl Staging {
+    pub fn new(
+        url: &StoreUrl,
+        options: &BTreeMap<String, SecretString>,
+    ) -> Result<Self, StorageError> {
+        Ok(Self {
+            location: Location::parse(url, options)?,
+        })
+    }
+
+    /// The records of `account`'s meeting `uuid`.
+    pub fn meeting(&self, account: &str, uuid: &str) -> MeetingStaging<'_> {
+        MeetingStaging {
+            staging: self,
+            dir: format!("{}/{}", identity(account), identity(uuid)),
+        }
+    }
+}
+
+impl MeetingStaging<'_> {
+    fn relative(&self, key: StagingKey<'_>) -> String {
+        format!("{}/{}", self.dir, key.relative())
+    }
+
+    pub fn path(&self, key: StagingKey<'_>) -> Result<Path, StorageError> {
+        self.staging.location.path(&self.relative(key))
+    }
+
+    /// The local filesystem path of a key, when staging is a local directory (ffmpeg needs one).
+    pub fn local_path(&self, key: StagingKey<'_>) -> Option<std::path::PathBuf> {
+        self.staging.location.local_path(&self.relative(key))
+    }
+
+    pub fn location(&self) -> &Location {
+        &self.staging.location
+    }
+
+    /// Which files are wanted and which are done, from two listings and no reads: called once
+    /// per staged file, it must stay cheap however many files a meeting has.
+    pub async fn snapshot(&self) -> Result<Snapshot, StorageError> {
+        let location = &self.staging.location;
+        let names = |paths: Vec<Path>, suffix: &str| -> BTreeSet<String> {
+            paths
+                .iter()
+                .filter_map(|path| path.filename()?.strip_suffix(suffix).map(str::to_owned))
+                .collect()
+        };
+        Ok(Snapshot {
+            wanted: names(
+                location.list(&self.path(StagingKey::WantedDir)?).await?,
+                ".json",
+            ),
+            done: names(
+                location.list(&self.path(StagingKey::FilesDir)?).await?,
+                DONE_SUFFIX,
+            ),
+        })
+    }
+}
+
+/// Wanted and done files of a meeting, by their staging names.
+pub struct Snapshot {
+    wanted: BTreeSet<String>,
+    done: BTreeSet<String>,
+}
+
+impl Snapshot {
+    pub fn is_wanted(&self, file_id: &str) -> bool {
+        self.wanted.contains(&identity(file_id))
+    }
+
+    pub fn is_done(&self, file_id: &str) -> bool {
+        self.done.contains(&identity(file_id))
+    }
+
+    pub fn wanted(&self) -> usize {
+        self.wanted.len()
+    }
+
+    /// Wanted files without their done marker.
+    pub fn missing(&self) -> usize {
+        self.wanted.difference(&self.done).count()
+    }
+
+    /// Every wanted file is staged (and there is at least one).
+    pub fn complete(&self) -> bool {
+        !self.wanted.is_empty() && self.missing() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn ids_that_sanitise_alike_get_distinct_keys() {
+        let staging =
+            Staging::new(&StoreUrl::new("memory:///"), &BTreeMap::new()).expect("staging");
+        let meeting = staging.meeting("acme", "ab/c+d==");
+        let one = meeting
+            .path(StagingKey::Data { file_id: "a/b" })
+            .expect("key");
+        let two = meeting
+            .path(StagingKey::Data { file_id: "a_b" })
+            .expect("key");
+        assert_ne!(one, two);
+        let other = staging.meeting("acme", "ab_c+d==");
+        assert_ne!(
+            other.path(StagingKey::Manifest).expect("key"),
+            meeting.path(StagingKey::Manifest).expect("key")
+        );
+    }
+}
