@@ -1405,3 +1405,53 @@ async fn a_panicking_handler_is_retried_then_dead_lettered_and_the_stage_goes_on
     shutdown.cancel();
     delete_topology(&topology(&settings), &[]);
 }
+
+#[tokio::test]
+async fn a_message_whose_consumers_keep_dying_is_dead_lettered_at_the_configured_limit() {
+    init_test_log();
+    let staging = tempfile::tempdir().expect("dir");
+    let destination = tempfile::tempdir().expect("dir");
+    let mut settings = pipeline_settings(staging.path(), destination.path());
+    settings.pipeline.delivery_limit = 2;
+    // The queues exist before anything consumes them.
+    let declare = CancellationToken::new();
+    let broker =
+        relay_core::broker::Broker::start(&settings.amqp, topology(&settings), declare.clone());
+    assert!(broker.wait_ready(Duration::from_secs(15)).await);
+    declare.cancel();
+    let bound = relay_core::Binding::new("acme", "acme-account-id", relay_core::Origin::Webhook);
+    let task = json!({ "meeting_uuid": "crashes-its-consumers", "uploaded_at": "2026-01-01T00:00:00Z" });
+    publish_to_stage(&settings, StageName::Cleanup, &task, bound.to_headers()).await;
+    // Three consumers take it and die without settling it.
+    let queue = topology(&settings).stage_queue(StageName::Cleanup);
+    for _ in 0..3 {
+        let connection = Connection::connect(&broker_url(), ConnectionProperties::default())
+            .await
+            .expect("connect");
+        let channel = connection.create_channel().await.expect("channel");
+        let taken = eventually(WAIT, || async {
+            matches!(
+                channel
+                    .basic_get(queue.as_str().into(), lapin::options::BasicGetOptions::default())
+                    .await,
+                Ok(Some(_))
+            )
+        })
+        .await;
+        assert!(taken);
+        let _ = connection.close(200, "died holding it".into()).await;
+    }
+    let app = App::build(settings.clone(), &[Component::Cleanup]).expect("cleanup stage");
+    let shutdown = CancellationToken::new();
+    tokio::spawn(app.run(shutdown.clone()));
+    let dead = wait_for_messages(
+        &topology(&settings).dead_letter_queue(StageName::Cleanup),
+        1,
+        WAIT,
+    )
+    .await;
+    shutdown.cancel();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead_letter_code(&dead[0]), code("delivery_limit"));
+    delete_topology(&topology(&settings), &[]);
+}
