@@ -7,3 +7,5 @@ ensure_command curl curl
 ensure_command python3 python3
 ensure_rust
 ensure_rabbitmq
+. scripts/stores.sh
+ensure_stores

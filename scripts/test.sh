@@ -7,6 +7,7 @@ cd "$(dirname "$0")/.."
 scripts/setup.sh
 [ -f "$HOME/.cargo/env" ] && . "$HOME/.cargo/env"
 cargo fmt --all -- --check
+scripts/check-deploy.sh
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 cargo nextest run --workspace --profile ci
 cargo nextest run --workspace --profile ci --run-ignored only

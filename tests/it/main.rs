@@ -5,6 +5,7 @@ mod broker_outage;
 mod helpers;
 mod ingress;
 mod pipeline;
+mod stores;
 mod topology;
 mod zoom_client;
 mod zoom_end_to_end;

@@ -597,12 +597,15 @@ async fn duplicated_concurrent_and_replayed_events_make_one_copy_and_delete_each
 }
 
 #[tokio::test]
-async fn a_deleted_file_served_as_html_is_never_stored_and_nothing_is_deleted() {
+async fn a_deleted_file_served_as_html_is_never_stored_and_the_rest_of_the_meeting_lands() {
     let pipeline = TestPipeline::start(|settings| {
         settings.accounts[0].delete_after_upload = DeleteAfterUpload::Trash
     })
     .await;
-    let mut spec = small(MeetingSpec::default());
+    let mut spec = small(MeetingSpec {
+        transcript_later: false,
+        ..MeetingSpec::default()
+    });
     spec.faults.insert(
         "MP4".into(),
         FileFaults {
@@ -617,15 +620,40 @@ async fn a_deleted_file_served_as_html_is_never_stored_and_nothing_is_deleted() 
     for message in &dead {
         assert_eq!(dead_letter_code(message), code("html_instead_of_file"));
     }
+    // The meeting is archived without them, saying what is missing and why.
+    let mp4s: Vec<&String> = created
+        .files
+        .iter()
+        .filter(|(_, file)| file.file_type == "MP4")
+        .map(|(id, _)| id)
+        .collect();
+    let manifest = pipeline
+        .wait_for_manifest(&created.uuid, |m| m.missing.len() == mp4s.len())
+        .await;
     assert!(
-        pipeline.meeting_dir(&created.uuid).is_none(),
-        "an incomplete meeting is never uploaded"
+        manifest
+            .missing
+            .iter()
+            .all(|m| m.code == "html_instead_of_file")
     );
+    assert_eq!(manifest.files().count(), created.files.len() - mp4s.len());
     let mp4_on_disk = find_files(pipeline.destination.path())
         .iter()
         .any(|p| p.extension().is_some_and(|e| e == "mp4"));
-    assert!(!mp4_on_disk);
-    assert!(pipeline.deletions().await.is_empty(), "never deleted");
+    assert!(!mp4_on_disk, "an HTML page is never stored as the file");
+    // What was archived may be deleted at Zoom; what was not, never.
+    let settled = eventually(WAIT, || async {
+        pipeline.handled("cleanup", "ok").await >= 1.0
+    })
+    .await;
+    assert!(settled);
+    let deletions = pipeline.deletions().await;
+    assert!(
+        deletions
+            .iter()
+            .all(|d| !mp4s.iter().any(|id| d["file_id"] == id.as_str())),
+        "an unarchived file was deleted: {deletions:?}"
+    );
 }
 
 #[tokio::test]
@@ -886,9 +914,14 @@ async fn deletes_only_after_verified_upload_and_never_when_off() {
     })
     .await;
     assert!(counted);
-    assert_eq!(
-        pipeline.handled("cleanup", "ok").await,
-        pipeline.handled("upload", "ok").await - 1.0,
+    // Every upload of the deleting account scheduled a cleanup, the other's none (cleanups
+    // of a deleting account's meeting equal its uploads once settled).
+    let consistent = eventually(WAIT, || async {
+        pipeline.handled("cleanup", "ok").await == pipeline.handled("upload", "ok").await - 1.0
+    })
+    .await;
+    assert!(
+        consistent,
         "no cleanup is scheduled for an account that does not delete"
     );
     assert_eq!(pipeline.deletions().await.len(), deleting.files.len());
@@ -1069,28 +1102,28 @@ async fn an_event_signed_for_one_account_never_acts_on_another_accounts_recordin
         .expect("object")
         .remove("account_id");
     pipeline.send(&anonymous).await;
-    // A marker meeting of acme's, sent after: once it is deleted, the forgeries are done too.
-    let marker = pipeline
-        .create(&small(MeetingSpec {
-            transcript_later: false,
-            segments: 1,
-            ..MeetingSpec::default()
-        }))
-        .await;
-    pipeline.send(&marker.recording_completed).await;
     let dead = wait_for_messages(&pipeline.dead_letters(StageName::Plan), 1, WAIT).await;
     assert_eq!(dead.len(), 1);
     assert_eq!(dead_letter_code(&dead[0]), code("account_mismatch"));
-    assert!(
-        eventually(WAIT, || async {
-            pipeline
-                .deletions()
-                .await
-                .iter()
-                .any(|d| d["meeting_uuid"] == marker.uuid.as_str())
+    // The anonymous one ran its whole course for acme: archived there under the uuid it named
+    // (acme's own bytes), then its cleanup found nothing of acme's to delete at Zoom.
+    let acme = pipeline.destination.path().join("acme");
+    let archived = eventually(WAIT, || async {
+        find_files(&acme).iter().any(|path| {
+            path.ends_with("meeting.json")
+                && path
+                    .to_string_lossy()
+                    .contains(&uuid_component(&victim.uuid))
         })
-        .await
-    );
+    })
+    .await;
+    assert!(archived, "the forged event was not processed for acme");
+    let cleaned = eventually(WAIT, || async {
+        pipeline.handled("cleanup", "ok").await >= pipeline.handled("upload", "ok").await
+            && pipeline.handled("upload", "ok").await >= 1.0
+    })
+    .await;
+    assert!(cleaned);
     let deletions = pipeline.deletions().await;
     assert!(
         deletions
@@ -1373,7 +1406,9 @@ async fn a_panicking_handler_is_retried_then_dead_lettered_and_the_stage_goes_on
     ));
     let bound = relay_core::Binding::new("acme", "acme-account-id", relay_core::Origin::Webhook);
     for uuid in ["poison", "healthy"] {
-        let task = json!({ "meeting_uuid": uuid, "uploaded_at": "2026-01-01T00:00:00Z" });
+        let task = json!({
+            "meeting_uuid": uuid, "manifest_digest": "d", "uploaded_at": "2026-01-01T00:00:00Z"
+        });
         publish_to_stage(&settings, StageName::Cleanup, &task, bound.to_headers()).await;
     }
     let dead = wait_for_messages(
@@ -1420,7 +1455,10 @@ async fn a_message_whose_consumers_keep_dying_is_dead_lettered_at_the_configured
     assert!(broker.wait_ready(Duration::from_secs(15)).await);
     declare.cancel();
     let bound = relay_core::Binding::new("acme", "acme-account-id", relay_core::Origin::Webhook);
-    let task = json!({ "meeting_uuid": "crashes-its-consumers", "uploaded_at": "2026-01-01T00:00:00Z" });
+    let task = json!({
+        "meeting_uuid": "crashes-its-consumers", "manifest_digest": "d",
+        "uploaded_at": "2026-01-01T00:00:00Z"
+    });
     publish_to_stage(&settings, StageName::Cleanup, &task, bound.to_headers()).await;
     // Three consumers take it and die without settling it.
     let queue = topology(&settings).stage_queue(StageName::Cleanup);
@@ -1432,7 +1470,10 @@ async fn a_message_whose_consumers_keep_dying_is_dead_lettered_at_the_configured
         let taken = eventually(WAIT, || async {
             matches!(
                 channel
-                    .basic_get(queue.as_str().into(), lapin::options::BasicGetOptions::default())
+                    .basic_get(
+                        queue.as_str().into(),
+                        lapin::options::BasicGetOptions::default()
+                    )
                     .await,
                 Ok(Some(_))
             )

@@ -13,7 +13,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use relay_core::consumer::{Context, Stage};
 use relay_core::failure::{Code, StageError};
 use relay_core::status::{State, Transition};
-use relay_pipeline::manifest::{Manifest, ManifestFile, MeetingMeta, StagedFile, WantedFile};
+use relay_pipeline::manifest::{
+    FailedFile, Manifest, ManifestFile, MeetingMeta, StagedFile, WantedFile,
+};
 use relay_pipeline::messages::{AssembleTask, UploadTask};
 use relay_pipeline::staging::{MeetingStaging, StagingKey};
 use relay_pipeline::{Account, Shared, StartError};
@@ -79,7 +81,14 @@ impl Assemble {
         let dir = manifest.manifest_path.trim_end_matches("meeting.json");
         let mut joined = Vec::new();
         for (view, parts) in by_view.into_iter().filter(|(_, parts)| parts.len() > 1) {
-            let path = format!("{dir}{}-full.mp4", component(&view));
+            // Never the key of one of the meeting's own files (a file template could name one
+            // `{view}-full.mp4`).
+            let taken: std::collections::HashSet<&str> =
+                manifest.files().map(|file| file.path.as_str()).collect();
+            let mut path = format!("{dir}{}-full.mp4", component(&view));
+            while taken.contains(path.as_str()) {
+                path = format!("{}-joined.mp4", path.trim_end_matches(".mp4"));
+            }
             let inputs: Option<Vec<_>> = parts
                 .iter()
                 .map(|part| {
@@ -208,6 +217,13 @@ impl Stage for Assemble {
             .into_iter()
             .map(|record| (record.file_id.clone(), record))
             .collect();
+        let failed: BTreeMap<String, FailedFile> = location
+            .list_json::<FailedFile>(&staging.path(StagingKey::FilesDir)?, ".failed.json")
+            .await?
+            .into_iter()
+            .filter(|record| !staged.contains_key(&record.file_id))
+            .map(|record| (record.file_id.clone(), record))
+            .collect();
         let metas: Vec<MeetingMeta> = location
             .list_json(&staging.path(StagingKey::MetaDir)?, ".json")
             .await?;
@@ -219,6 +235,7 @@ impl Stage for Assemble {
             &metas,
             &wanted,
             &staged,
+            &failed,
             previous.as_ref(),
         )?;
         if account.settings.concat_media {

@@ -7,8 +7,13 @@
 //! with its size. A replayed event deletes nothing unless its replay was started with
 //! `--allow-delete` (the binding says so), whatever the account's configuration.
 //!
-//! A claim in staging (`cleanup.json`, created only if absent) makes the deletion happen once even
-//! when duplicates run concurrently; a claim left by a crashed worker is taken over after
+//! What counts as verified is what upload recorded for the manifest (`verified/{digest}`: each
+//! file's key, size and the store's version tag), checked again at the destination now: a file
+//! replaced there since, or missing, is kept at Zoom.
+//!
+//! A claim per manifest (`cleanup/{digest}`, created only if absent) makes the deletion happen
+//! once even when duplicates run concurrently; a later manifest (a transcript added) has its own
+//! claim, so its new files are deleted too. A claim left by a crashed worker is taken over after
 //! [`CLAIM_STALE_AFTER`]. Every outcome is an audit log line (target `audit`) saying what was
 //! deleted, what was kept and why.
 
@@ -19,7 +24,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use relay_core::consumer::{Context, Stage};
 use relay_core::failure::{Code, StageError};
 use relay_core::status::{State, Transition};
-use relay_pipeline::manifest::{Manifest, ManifestFile};
+use relay_pipeline::manifest::{Manifest, ManifestFile, VerifiedUpload};
 use relay_pipeline::messages::CleanupTask;
 use relay_pipeline::staging::StagingKey;
 use relay_pipeline::{Account, DeleteAfterUpload, Shared};
@@ -99,22 +104,15 @@ impl Cleanup {
         }
     }
 
-    /// The manifest's files present at the destination with their recorded size.
+    /// The manifest's files that are at the destination exactly as upload verified them: the
+    /// same key, size and version tag.
     async fn verified(
         &self,
         account: &Account,
         manifest: &Manifest,
+        upload: &VerifiedUpload,
     ) -> Result<Vec<String>, StageError> {
         let destination = &account.destination;
-        let mut verified = Vec::new();
-        for file in manifest.files() {
-            let found = destination
-                .exists_with_size(&destination.path(&file.path)?)
-                .await?;
-            if found == Some(file.size) {
-                verified.push(file.file_id.clone());
-            }
-        }
         if destination
             .exists_with_size(&destination.path(&manifest.manifest_path)?)
             .await?
@@ -124,6 +122,29 @@ impl Cleanup {
                 Code::NotVerified,
                 "the manifest is not at the destination yet",
             ));
+        }
+        let mut verified = Vec::new();
+        for file in manifest.files() {
+            let Some(record) = upload.files.get(&file.file_id) else {
+                continue;
+            };
+            let path = destination.path(&record.path)?;
+            let meta = match destination.head(&path).await {
+                Ok(meta) => meta,
+                Err(relay_storage::StorageError::Store(object_store::Error::NotFound {
+                    ..
+                })) => {
+                    continue;
+                }
+                Err(error) => return Err(error.into()),
+            };
+            let same_version = match (&record.e_tag, &meta.e_tag) {
+                (Some(then), Some(now)) => then == now,
+                _ => true,
+            };
+            if record.path == file.path && meta.size == file.size && same_version {
+                verified.push(file.file_id.clone());
+            }
         }
         Ok(verified)
     }
@@ -171,9 +192,19 @@ impl Stage for Cleanup {
                     "no manifest: nothing is known to be uploaded",
                 )
             })?;
-        let verified = self.verified(account, &manifest).await?;
+        let digest = task.manifest_digest.as_str();
+        let upload: VerifiedUpload = location
+            .get_json(&staging.path(StagingKey::Verified { digest })?)
+            .await?
+            .ok_or_else(|| {
+                StageError::new(
+                    Code::NotVerified,
+                    "upload recorded no verification for this manifest",
+                )
+            })?;
+        let verified = self.verified(account, &manifest, &upload).await?;
 
-        let claim_path = staging.path(StagingKey::CleanupClaim)?;
+        let claim_path = staging.path(StagingKey::CleanupClaim { digest })?;
         let owner = format!(
             "{}-{}",
             relay_core::status::process_name(),
@@ -249,6 +280,21 @@ impl Stage for Cleanup {
                     "nothing deleted: Zoom no longer lists this meeting's recording"
                 );
                 json!({ "action": action.as_str(), "deleted": [], "listed": false })
+            }
+            Some(decision) if decision.delete.is_empty() => {
+                let kept: Vec<String> = decision
+                    .keep
+                    .iter()
+                    .map(|(id, why)| format!("{id}: {why}"))
+                    .collect();
+                info!(
+                    target: "audit",
+                    account = account.name(),
+                    meeting_uuid = uuid,
+                    kept = ?kept,
+                    "nothing deleted at Zoom: no listed file is archived and verified"
+                );
+                return Ok(());
             }
             Some(decision) => {
                 let kept: Vec<String> = decision

@@ -197,10 +197,18 @@ pub fn int_header(headers: &FieldTable, key: &str) -> Option<i64> {
     }
 }
 
+/// Longest text a header carries: a message's headers share one frame with its properties
+/// (128 KiB by default), and an oversized frame closes the whole connection.
+pub const MAX_HEADER_TEXT: usize = 2048;
+
 pub fn set_text(headers: &mut FieldTable, key: &str, value: &str) {
+    let mut end = value.len().min(MAX_HEADER_TEXT);
+    while !value.is_char_boundary(end) {
+        end -= 1;
+    }
     headers.insert(
         ShortString::from(key),
-        AMQPValue::LongString(LongString::from(value)),
+        AMQPValue::LongString(LongString::from(&value[..end])),
     );
 }
 

@@ -48,6 +48,9 @@ use crate::failure::{Code, StageError};
 use crate::metrics::StageMetrics;
 use crate::status::{State, Transition};
 
+/// How long a delivery whose outcome could not be republished waits before it is returned.
+const REPUBLISH_BACKOFF: Duration = Duration::from_secs(5);
+
 /// Who a message is about: the fields of its tracing span (the account comes from the binding).
 #[derive(Debug, Default, Clone)]
 pub struct Subject {
@@ -432,7 +435,9 @@ impl<S: Stage> Worker<S> {
         );
         let subscribe = async {
             // A queue deleted while we were connected would leave a consumer that dies silently.
-            topology.declare(&session.connection).await?;
+            topology
+                .declare_stage(&session.connection, self.name())
+                .await?;
             let channel = session.connection.create_channel().await?;
             channel
                 .basic_qos(self.settings.prefetch, BasicQosOptions::default())
@@ -728,6 +733,9 @@ impl<S: Stage> Worker<S> {
             Ok(()) => delivery.acker.ack(BasicAckOptions::default()).await,
             Err(error) => {
                 warn!(%error, "could not republish; returning the message to its queue");
+                // Not at once: a broker refusing publishes (a resource alarm) would have the
+                // message back in a moment, its work redone, over and over.
+                tokio::time::sleep(REPUBLISH_BACKOFF).await;
                 delivery
                     .acker
                     .nack(BasicNackOptions {

@@ -95,6 +95,9 @@ codes! {
     StagedFileMissing = "staged_file_missing", true;
     /// What arrived at the destination differs from what was staged.
     VerificationFailed = "verification_failed", true;
+    /// The destination already holds another object under the file's key: it is not
+    /// overwritten (a forced replay may).
+    DestinationConflict = "destination_conflict", false;
     /// No manifest in staging: nothing is known to be ready.
     NoManifest = "no_manifest", false;
     /// A file is not at the destination with its recorded size: nothing is deleted at Zoom.

@@ -6,12 +6,16 @@
 //! skipped (idempotent on meeting uuid and file id). When this file completes the meeting —
 //! every wanted file is done — assemble is told; otherwise nothing is sent, so a meeting of N
 //! files triggers one assembly, not N.
+//!
+//! A file given up on (a permanent failure, or the last attempt) is marked failed before its
+//! task is dead-lettered: the meeting is assembled and archived without it, and its manifest
+//! says what is missing and why, rather than nothing of the meeting ever being archived.
 
 use relay_core::consumer::{Context, Stage};
 use relay_core::failure::StageError;
 use relay_core::status::{State, Transition};
 use relay_pipeline::Shared;
-use relay_pipeline::manifest::StagedFile;
+use relay_pipeline::manifest::{FailedFile, StagedFile};
 use relay_pipeline::messages::{AssembleTask, FileTask};
 use relay_pipeline::staging::StagingKey;
 use serde_json::json;
@@ -34,8 +38,71 @@ impl Stage for Download {
     type Input = FileTask;
 
     async fn handle(&self, task: FileTask, context: &Context) -> Result<(), StageError> {
+        let account = self.shared.accounts.resolve(context.binding())?;
+        match self.fetch(account, &task, context).await {
+            Ok(()) => Ok(()),
+            Err(error) => {
+                let final_attempt = context.attempt() >= self.shared.settings.max_attempts;
+                if !error.code().is_retryable() || final_attempt {
+                    self.give_up(account, &task, &error, context).await?;
+                }
+                Err(error)
+            }
+        }
+    }
+}
+
+impl Download {
+    /// Records the file as given up on and, if that settles the meeting, asks for assembly.
+    async fn give_up(
+        &self,
+        account: &relay_pipeline::Account,
+        task: &FileTask,
+        error: &StageError,
+        context: &Context,
+    ) -> Result<(), StageError> {
+        let staging = self
+            .shared
+            .staging
+            .meeting(account.name(), &task.meeting_uuid);
+        let (code, reason) = match error {
+            StageError::Failed { code, reason } | StageError::Wait { code, reason, .. } => {
+                (code, reason)
+            }
+        };
+        let failed = FailedFile {
+            file_id: task.file_id().to_owned(),
+            code: code.as_str().to_owned(),
+            reason: reason.clone(),
+            failed_at: chrono::Utc::now(),
+        };
+        staging
+            .location()
+            .put_json(
+                &staging.path(StagingKey::Failed {
+                    file_id: task.file_id(),
+                })?,
+                &failed,
+            )
+            .await?;
+        if staging.snapshot().await?.complete() {
+            context
+                .send(&AssembleTask {
+                    meeting_uuid: task.meeting_uuid.clone(),
+                    staged_file: task.file_id().to_owned(),
+                })
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn fetch(
+        &self,
+        account: &relay_pipeline::Account,
+        task: &FileTask,
+        context: &Context,
+    ) -> Result<(), StageError> {
         let binding = context.binding();
-        let account = self.shared.accounts.resolve(binding)?;
         let (uuid, file_id) = (task.meeting_uuid.as_str(), task.file_id());
         let staging = self.shared.staging.meeting(account.name(), uuid);
         let location = staging.location();
@@ -84,6 +151,10 @@ impl Stage for Download {
                 staged_at: chrono::Utc::now(),
             };
             location.put_json(&done, &record).await?;
+            // Fetched after all (a replay after a fix): the meeting no longer lacks it.
+            location
+                .delete(&staging.path(StagingKey::Failed { file_id })?)
+                .await?;
             self.shared
                 .metrics
                 .add_bytes(relay_core::broker::StageName::Download, record.size);

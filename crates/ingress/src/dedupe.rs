@@ -1,5 +1,6 @@
-//! Deliveries already stored, by signature, for as long as a signature is accepted: a captured
-//! request replayed within the timestamp window is answered without being stored again.
+//! Deliveries already stored, by signature, for as long as their signature is accepted (until
+//! their own timestamp leaves the window): a captured request replayed within the window is
+//! answered without being stored again.
 //!
 //! One signature names one (timestamp, body) pair, so Zoom's own retries — which are distinct
 //! deliveries — are not mistaken for replays of the first. Per process: replicas behind a load
@@ -14,7 +15,6 @@ use std::time::{Duration, Instant};
 pub const MAX_ENTRIES: usize = 100_000;
 
 pub struct Seen {
-    window: Duration,
     inner: Mutex<Inner>,
 }
 
@@ -25,9 +25,8 @@ struct Inner {
 }
 
 impl Seen {
-    pub fn new(window: Duration) -> Self {
+    pub fn new() -> Self {
         Self {
-            window,
             inner: Mutex::new(Inner::default()),
         }
     }
@@ -51,14 +50,17 @@ impl Seen {
             .is_some_and(|expires| now < *expires)
     }
 
-    /// Remembers a signature whose event the broker confirmed.
-    pub fn insert(&self, signature: [u8; 32]) {
-        self.insert_at(signature, Instant::now());
+    /// Remembers a signature whose event the broker confirmed, for as long as it stays
+    /// acceptable (`valid_for`: until its timestamp leaves the window).
+    pub fn insert(&self, signature: [u8; 32], valid_for: Duration) {
+        self.insert_at(signature, Instant::now(), valid_for);
     }
 
-    fn insert_at(&self, signature: [u8; 32], now: Instant) {
-        let expires = now + self.window;
+    fn insert_at(&self, signature: [u8; 32], now: Instant, valid_for: Duration) {
+        let expires = now + valid_for;
         let mut inner = self.lock();
+        // Oldest first; an entry that expires earlier than one ahead of it waits its turn, but
+        // `contains` never honours an expired one and the count stays bounded.
         while let Some((old, when)) = inner.order.front().copied() {
             if when > now && inner.order.len() < MAX_ENTRIES {
                 break;
@@ -73,15 +75,21 @@ impl Seen {
     }
 }
 
+impl Default for Seen {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn remembers_within_the_window_only() {
-        let seen = Seen::new(Duration::from_secs(300));
+        let seen = Seen::new();
         let start = Instant::now();
-        seen.insert_at([1; 32], start);
+        seen.insert_at([1; 32], start, Duration::from_secs(300));
         assert!(seen.contains_at(&[1; 32], start + Duration::from_secs(299)));
         assert!(!seen.contains_at(&[2; 32], start));
         assert!(!seen.contains_at(&[1; 32], start + Duration::from_secs(300)));
@@ -89,11 +97,11 @@ mod tests {
 
     #[test]
     fn stays_bounded() {
-        let seen = Seen::new(Duration::from_secs(60));
+        let seen = Seen::new();
         for index in 0..(MAX_ENTRIES + 10) {
             let mut key = [0u8; 32];
             key[..8].copy_from_slice(&(index as u64).to_le_bytes());
-            seen.insert(key);
+            seen.insert(key, Duration::from_secs(60));
         }
         let inner = seen.lock();
         assert!(inner.expiry.len() <= MAX_ENTRIES);

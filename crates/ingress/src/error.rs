@@ -16,12 +16,14 @@ pub enum IngressError {
     BodyUnreadable,
     #[error("the body did not arrive within {0:?}")]
     BodyTimeout(std::time::Duration),
+    #[error("too many request bodies are arriving at once; retry later")]
+    Busy,
     #[error(
         "the event names Zoom account `{named}`, but it was signed with the secret token of another account"
     )]
     AccountMismatch { named: String },
-    #[error("no account is configured under this name")]
-    UnknownAccount,
+    #[error("the event's meeting uuid is not one Zoom would send")]
+    InvalidMeetingUuid,
     #[error("the body is not JSON")]
     InvalidJson,
     #[error("the body has no usable `event` field")]
@@ -46,8 +48,9 @@ impl IngressError {
             Self::BodyTooLarge { .. } => "body_too_large",
             Self::BodyUnreadable => "body_unreadable",
             Self::BodyTimeout(_) => "body_timeout",
+            Self::Busy => "ingress_busy",
             Self::AccountMismatch { .. } => "account_mismatch",
-            Self::UnknownAccount => "unknown_account",
+            Self::InvalidMeetingUuid => "invalid_meeting_uuid",
             Self::InvalidJson => "invalid_json",
             Self::MissingEvent => "missing_event",
             Self::MissingPlainToken => "missing_plain_token",
@@ -70,12 +73,14 @@ impl ResponseError for IngressError {
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Self::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
+            // Zoom retries on anything but 2xx.
+            Self::Busy => StatusCode::SERVICE_UNAVAILABLE,
             // Signed, but for another tenant: never acted on, whoever retries it.
             Self::AccountMismatch { .. } => StatusCode::FORBIDDEN,
-            Self::UnknownAccount => StatusCode::NOT_FOUND,
-            Self::BodyUnreadable | Self::InvalidJson | Self::MissingEvent => {
-                StatusCode::BAD_REQUEST
-            }
+            Self::BodyUnreadable
+            | Self::InvalidJson
+            | Self::MissingEvent
+            | Self::InvalidMeetingUuid => StatusCode::BAD_REQUEST,
             Self::MissingPlainToken => StatusCode::BAD_REQUEST,
             // Zoom retries on anything but 2xx: the event is not lost, only delayed.
             Self::BrokerUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,

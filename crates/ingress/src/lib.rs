@@ -78,7 +78,8 @@ impl Ingress {
             exchange: broker.topology().events_exchange(),
             publisher: broker.publisher(),
             broker,
-            seen: dedupe::Seen::new(Duration::from_secs(settings.timestamp_tolerance_secs)),
+            seen: dedupe::Seen::new(),
+            pending_bytes: Arc::new(tokio::sync::Semaphore::new(settings.max_pending_body_bytes)),
             settings: settings.clone(),
             metrics,
             registry,
@@ -92,6 +93,7 @@ impl Ingress {
         .disable_signals()
         // Covers the request head only; the body has its own deadline (ingress.body_timeout).
         .client_request_timeout(Duration::from_secs(5))
+        .max_connections(settings.max_connections)
         .shutdown_timeout(settings.shutdown_timeout.as_secs().max(1))
         .listen(listener)?;
         if let Some(workers) = settings.workers {

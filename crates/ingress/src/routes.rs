@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use actix_web::http::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
@@ -19,6 +19,7 @@ use relay_core::binding::{Binding, Origin, header};
 use relay_core::broker::{Broker, Outgoing, Publisher};
 use serde_json::json;
 use sha2::{Digest, Sha256};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tracing::{Instrument, info, warn};
 use zoom_api::EventName;
 use zoom_api::event::Envelope;
@@ -33,6 +34,11 @@ use crate::settings::IngressSettings;
 
 /// AMQP routing keys are short strings.
 const MAX_EVENT_NAME: usize = 255;
+/// Zoom's meeting uuids are 24 characters; anything far longer is not one, and would travel in
+/// a header (frames are limited: an oversized header closes the broker connection for all).
+const MAX_MEETING_UUID: usize = 128;
+/// Longer tracking ids are replaced by the body's digest (message ids are AMQP short strings).
+const MAX_TRACKING_ID: usize = 128;
 
 /// Which configured account a key belongs to.
 #[derive(Debug, Clone)]
@@ -52,6 +58,8 @@ pub struct State {
     pub settings: IngressSettings,
     pub metrics: Metrics,
     pub seen: Seen,
+    /// Bytes of bodies held now, over every request (`ingress.max_pending_body_bytes`).
+    pub pending_bytes: Arc<Semaphore>,
     /// The process's registry, for `/metrics` when `ingress.serve_metrics` is on.
     pub registry: Arc<Registry>,
 }
@@ -90,10 +98,13 @@ async fn account_webhook(
     path: web::Path<String>,
     state: web::Data<State>,
 ) -> Result<HttpResponse, IngressError> {
-    let Some(keys) = state.keys_by_account.get(path.as_str()) else {
-        state.metrics.request(IngressError::UnknownAccount.code());
-        return Err(IngressError::UnknownAccount);
-    };
+    // An unknown name has no keys: refused like a wrong signature, so the answer does not tell
+    // which account names exist.
+    let keys = state
+        .keys_by_account
+        .get(path.as_str())
+        .map(Vec::as_slice)
+        .unwrap_or_default();
     webhook(request, payload, &state, keys).await
 }
 
@@ -164,9 +175,15 @@ async fn receive(
     )?;
     let declared_length =
         header_value(CONTENT_LENGTH.as_str()).and_then(|length| length.parse().ok());
-    let body = tokio::time::timeout(
+    // Held until the request is answered: the bytes count against the shared budget.
+    let (body, _held) = tokio::time::timeout(
         settings.body_timeout,
-        read_body(payload, declared_length, settings.max_body_bytes),
+        read_body(
+            payload,
+            declared_length,
+            settings.max_body_bytes,
+            &state.pending_bytes,
+        ),
     )
     .await
     .map_err(|_| IngressError::BodyTimeout(settings.body_timeout))??;
@@ -206,11 +223,16 @@ async fn receive(
 
     // Zoom's tracking id names this delivery; without one, the body does.
     let message_id = match header_value(TRACKING_ID_HEADER) {
-        Some(tracking_id) if !tracking_id.is_empty() => tracking_id.to_owned(),
+        Some(tracking_id) if !tracking_id.is_empty() && tracking_id.len() <= MAX_TRACKING_ID => {
+            tracking_id.to_owned()
+        }
         _ => format!("sha256:{}", hex::encode(Sha256::digest(verified.body()))),
     };
     span.record("message_id", message_id.as_str());
     let meeting_uuid = envelope.meeting_uuid().unwrap_or_default();
+    if meeting_uuid.len() > MAX_MEETING_UUID {
+        return Err(IngressError::InvalidMeetingUuid);
+    }
     span.record("meeting_uuid", meeting_uuid);
     let mut headers = Binding::new(&signer.name, &signer.account_id, Origin::Webhook).to_headers();
     relay_core::binding::set_text(&mut headers, header::EVENT, &envelope.event);
@@ -226,7 +248,11 @@ async fn receive(
         .headers(headers);
     let started = Instant::now();
     state.publisher.publish(message).await?;
-    state.seen.insert(*signed.digest());
+    let acceptable_until = signed.sent_at() + settings.timestamp_tolerance_secs as i64;
+    let valid_for = (acceptable_until - unix_now()).clamp(0, i64::MAX) as u64;
+    state
+        .seen
+        .insert(*signed.digest(), Duration::from_secs(valid_for));
     state
         .metrics
         .event_stored(&envelope.event, started.elapsed().as_secs_f64());
@@ -235,24 +261,46 @@ async fn receive(
 }
 
 /// Reads the raw body, refusing as soon as it would exceed `limit`: an oversized body is never
-/// held whole, and memory grows with what arrived, not with what `Content-Length` claims.
+/// held whole, and memory grows with what arrived, not with what `Content-Length` claims. Every
+/// byte held is taken from the shared `budget` first; the permit returned gives them back.
 async fn read_body(
     mut payload: web::Payload,
     declared_length: Option<usize>,
     limit: usize,
-) -> Result<BytesMut, IngressError> {
+    budget: &Arc<Semaphore>,
+) -> Result<(BytesMut, Option<OwnedSemaphorePermit>), IngressError> {
     if declared_length.is_some_and(|length| length > limit) {
         return Err(IngressError::BodyTooLarge { limit });
     }
-    let mut body = BytesMut::new();
+    // Chunks as they arrived, joined at the end into a buffer of the exact size: a growing
+    // buffer would hold up to twice what arrived.
+    let mut chunks = Vec::new();
+    let mut received = 0usize;
+    let mut held: Option<OwnedSemaphorePermit> = None;
     while let Some(chunk) = payload.next().await {
         let chunk = chunk.map_err(|_| IngressError::BodyUnreadable)?;
-        if body.len() + chunk.len() > limit {
+        if received + chunk.len() > limit {
             return Err(IngressError::BodyTooLarge { limit });
         }
+        let bytes = u32::try_from(chunk.len()).map_err(|_| IngressError::BodyTooLarge { limit })?;
+        let more = budget
+            .clone()
+            .try_acquire_many_owned(bytes)
+            .map_err(|_| IngressError::Busy)?;
+        match held.as_mut() {
+            Some(held) => held.merge(more),
+            None => held = Some(more),
+        }
+        received += chunk.len();
+        // A copy of its own: a chunk shares the (larger) read buffer it was cut from, which
+        // would stay alive, uncounted, as long as the chunk does.
+        chunks.push(chunk.to_vec());
+    }
+    let mut body = BytesMut::with_capacity(received);
+    for chunk in chunks {
         body.extend_from_slice(&chunk);
     }
-    Ok(body)
+    Ok((body, held))
 }
 
 fn unix_now() -> i64 {

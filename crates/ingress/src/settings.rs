@@ -18,11 +18,18 @@ pub struct IngressSettings {
     /// unauthenticated slow senders cannot hold memory or connections for long.
     #[serde(with = "humantime_serde")]
     pub body_timeout: Duration,
+    /// Bytes of request bodies the ingress holds at once, over every connection. Past it, a
+    /// request is answered 503 `ingress_busy` (Zoom retries): unauthenticated senders cannot
+    /// make it hold more memory than this, whatever they promise or send.
+    pub max_pending_body_bytes: usize,
     /// Requests whose `x-zm-request-timestamp` is further from now than this are refused
     /// (replays), and a delivery seen within it is not stored twice.
     pub timestamp_tolerance_secs: u64,
     /// HTTP worker threads; defaults to the number of cores.
     pub workers: Option<usize>,
+    /// Open connections per worker; more wait in the kernel's accept queue. Each costs the
+    /// HTTP stack's buffers (~160 KiB while data flows), beyond what bodies hold.
+    pub max_connections: usize,
     /// Drain deadline on shutdown: keep it below the orchestrator's grace period.
     #[serde(with = "humantime_serde")]
     pub shutdown_timeout: Duration,
@@ -36,8 +43,10 @@ impl Default for IngressSettings {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             max_body_bytes: 1024 * 1024,
             body_timeout: Duration::from_secs(5),
+            max_pending_body_bytes: 64 * 1024 * 1024,
             timestamp_tolerance_secs: 300,
             workers: None,
+            max_connections: 2048,
             shutdown_timeout: Duration::from_secs(10),
             serve_metrics: false,
         }
@@ -52,10 +61,22 @@ impl IngressSettings {
                 "must be positive",
             ));
         }
+        if self.max_pending_body_bytes < self.max_body_bytes {
+            return Err(InvalidSetting::new(
+                "ingress.max_pending_body_bytes",
+                "must hold at least one body of ingress.max_body_bytes",
+            ));
+        }
         if self.body_timeout.is_zero() {
             return Err(InvalidSetting::new(
                 "ingress.body_timeout",
                 "must be positive",
+            ));
+        }
+        if self.max_connections == 0 {
+            return Err(InvalidSetting::new(
+                "ingress.max_connections",
+                "must be at least 1",
             ));
         }
         if self.workers == Some(0) {

@@ -26,6 +26,45 @@ pub struct StagedFile {
     pub staged_at: DateTime<Utc>,
 }
 
+/// What download records when it gives a file up (its task is dead-lettered): the meeting is
+/// assembled and uploaded without it, and the manifest says what is missing and why.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FailedFile {
+    pub file_id: String,
+    pub code: String,
+    pub reason: String,
+    pub failed_at: DateTime<Utc>,
+}
+
+/// A file the manifest lacks: Zoom has it, the relay could not fetch it. It stays at Zoom.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MissingFile {
+    pub file_id: String,
+    pub file_type: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub view: Option<String>,
+    /// The failure code (docs/failures.md) and its reason.
+    pub code: String,
+    pub reason: String,
+}
+
+/// What upload verified at the destination for one manifest: what cleanup checks again before
+/// it deletes anything at Zoom.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct VerifiedUpload {
+    pub manifest_path: String,
+    pub files: BTreeMap<String, VerifiedFile>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VerifiedFile {
+    pub path: String,
+    pub size: u64,
+    /// The store's version tag when verified: a replaced object has another.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub e_tag: Option<String>,
+}
+
 /// The meeting as one event described it, for the manifest's meeting fields.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct MeetingMeta {
@@ -94,6 +133,9 @@ pub struct Manifest {
     pub other: Vec<ManifestFile>,
     /// One file per view joined from all segments (ffmpeg, stream copy), when enabled.
     pub concatenated: Vec<ManifestFile>,
+    /// Files Zoom has that could not be archived, with why. They stay at Zoom.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub missing: Vec<MissingFile>,
     pub total_bytes: u64,
     pub source_events: Vec<String>,
     /// Where this manifest goes, relative to the destination's root: beside the files.
@@ -127,13 +169,17 @@ impl Manifest {
                 hasher.update([0]);
             }
         }
+        for missing in &self.missing {
+            hasher.update(missing.file_id.as_bytes());
+            hasher.update(missing.code.as_bytes());
+        }
         hasher.update(self.manifest_path.as_bytes());
         hasher.update(self.topic.as_bytes());
         hex::encode(hasher.finalize())
     }
 
     /// Builds the manifest from the latest meeting description, every wanted file and its staged
-    /// record. The caller checked every wanted file is staged.
+    /// record, or its failure. The caller checked every wanted file is staged or failed.
     ///
     /// `previous`, the manifest written before for this meeting, pins its files' paths and its
     /// folder: what is at the destination never moves.
@@ -143,6 +189,7 @@ impl Manifest {
         metas: &[MeetingMeta],
         wanted: &[WantedFile],
         staged: &BTreeMap<String, StagedFile>,
+        failed: &BTreeMap<String, FailedFile>,
         previous: Option<&Manifest>,
     ) -> Result<(Self, MeetingRecordings), TemplateError> {
         let latest = metas
@@ -220,6 +267,7 @@ impl Manifest {
             participant_audio: Vec::new(),
             other: Vec::new(),
             concatenated: Vec::new(),
+            missing: Vec::new(),
             total_bytes: 0,
             source_events,
             manifest_path: match &dir {
@@ -237,6 +285,16 @@ impl Manifest {
         });
         for wanted in sorted {
             let Some(entry) = entry(&wanted.file) else {
+                let failure = wanted.file.id.as_ref().and_then(|id| failed.get(id));
+                if let Some(failure) = failure {
+                    manifest.missing.push(MissingFile {
+                        file_id: failure.file_id.clone(),
+                        file_type: wanted.file.file_type.as_str().to_owned(),
+                        view: wanted.file.recording_type.clone(),
+                        code: failure.code.clone(),
+                        reason: failure.reason.clone(),
+                    });
+                }
                 continue;
             };
             manifest.total_bytes += entry.size;
@@ -282,5 +340,229 @@ impl Manifest {
             .sum();
         manifest.segments = segments.into_values().collect();
         Ok((manifest, latest))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::paths::PathTemplates;
+    use zoom_api::model::FileType;
+
+    fn account() -> AccountSettings {
+        #[derive(Deserialize)]
+        struct Holder {
+            accounts: Vec<AccountSettings>,
+        }
+        let holder: Holder = toml::from_str(
+            "[[accounts]]\nname='acme'\naccount_id='A'\nclient_id='c'\nclient_secret='s'\nsecret_tokens=['t']\n",
+        )
+        .expect("account");
+        holder.accounts.into_iter().next().expect("one")
+    }
+
+    fn file(id: &str, file_type: FileType, start: &str, end: &str, view: &str) -> WantedFile {
+        WantedFile {
+            file: RecordingFile {
+                id: Some(id.into()),
+                file_type,
+                recording_start: Some(start.into()),
+                recording_end: Some(end.into()),
+                recording_type: Some(view.into()),
+                file_size: Some(100),
+                ..RecordingFile::default()
+            },
+            participant: false,
+        }
+    }
+
+    fn staged(ids: &[&str]) -> BTreeMap<String, StagedFile> {
+        ids.iter()
+            .map(|id| {
+                (
+                    id.to_string(),
+                    StagedFile {
+                        file_id: id.to_string(),
+                        size: 100,
+                        sha256: format!("sha-{id}"),
+                        staged_at: Utc::now(),
+                    },
+                )
+            })
+            .collect()
+    }
+
+    fn meta(event: &str, ts: i64, topic: &str) -> MeetingMeta {
+        MeetingMeta {
+            event: event.into(),
+            event_id: format!("{event}-{ts}"),
+            event_ts: ts,
+            meeting: MeetingRecordings {
+                uuid: "u==".into(),
+                topic: topic.into(),
+                start_time: Some("2026-03-04T05:00:00Z".into()),
+                host_email: Some("h@example.com".into()),
+                ..MeetingRecordings::default()
+            },
+        }
+    }
+
+    #[test]
+    fn segments_in_order_kinds_sorted_missing_files_said_and_seconds_summed() {
+        let account = account();
+        let templates = PathTemplates::new(&account).expect("templates");
+        let mut audio = file(
+            "pa",
+            FileType::M4a,
+            "2026-03-04T05:00:00Z",
+            "2026-03-04T05:20:00Z",
+            "audio_only_each_participant",
+        );
+        audio.participant = true;
+        let wanted = vec![
+            file(
+                "v2",
+                FileType::Mp4,
+                "2026-03-04T06:00:00Z",
+                "2026-03-04T06:10:00Z",
+                "gallery_view",
+            ),
+            file(
+                "v1",
+                FileType::Mp4,
+                "2026-03-04T05:00:00Z",
+                "2026-03-04T05:20:00Z",
+                "gallery_view",
+            ),
+            file(
+                "t1",
+                FileType::Transcript,
+                "2026-03-04T05:00:00Z",
+                "2026-03-04T05:20:00Z",
+                "audio_transcript",
+            ),
+            file(
+                "c1",
+                FileType::Chat,
+                "2026-03-04T05:00:00Z",
+                "2026-03-04T05:20:00Z",
+                "chat_file",
+            ),
+            audio,
+        ];
+        let failed: BTreeMap<String, FailedFile> = [(
+            "c1".to_owned(),
+            FailedFile {
+                file_id: "c1".into(),
+                code: "html_instead_of_file".into(),
+                reason: "deleted at Zoom".into(),
+                failed_at: Utc::now(),
+            },
+        )]
+        .into();
+        let metas = vec![
+            meta("recording.transcript_completed", 20, "later topic"),
+            meta("recording.completed", 10, "the topic"),
+        ];
+        let (manifest, _) = Manifest::build(
+            &account,
+            &templates,
+            &metas,
+            &wanted,
+            &staged(&["v1", "v2", "t1", "pa"]),
+            &failed,
+            None,
+        )
+        .expect("manifest");
+        assert_eq!(
+            manifest.topic, "the topic",
+            "recording.completed describes the meeting"
+        );
+        let segments: Vec<(u32, Vec<&str>)> = manifest
+            .segments
+            .iter()
+            .map(|s| {
+                (
+                    s.index,
+                    s.files.iter().map(|f| f.file_id.as_str()).collect(),
+                )
+            })
+            .collect();
+        assert_eq!(segments, vec![(1, vec!["v1"]), (2, vec!["v2"])]);
+        assert_eq!(manifest.transcripts.len(), 1);
+        assert_eq!(manifest.participant_audio.len(), 1);
+        assert!(manifest.chat.is_empty());
+        assert_eq!(manifest.missing.len(), 1);
+        assert_eq!(manifest.missing[0].code, "html_instead_of_file");
+        assert_eq!(manifest.recorded_seconds, 20 * 60 + 10 * 60);
+        assert_eq!(manifest.total_bytes, 400);
+        assert_eq!(manifest.files().count(), 4);
+        assert!(manifest.files().all(|f| f.listed_size == Some(100)));
+    }
+
+    #[test]
+    fn a_previous_manifest_pins_the_folder_and_the_paths_and_changes_the_digest_only_with_content()
+    {
+        let account = account();
+        let templates = PathTemplates::new(&account).expect("templates");
+        let one = vec![file(
+            "v2",
+            FileType::Mp4,
+            "2026-03-04T06:00:00Z",
+            "2026-03-04T06:10:00Z",
+            "gallery_view",
+        )];
+        let metas = vec![meta("recording.completed", 10, "the topic")];
+        let (first, _) = Manifest::build(
+            &account,
+            &templates,
+            &metas,
+            &one,
+            &staged(&["v2"]),
+            &BTreeMap::new(),
+            None,
+        )
+        .expect("manifest");
+        let again = Manifest::build(
+            &account,
+            &templates,
+            &metas,
+            &one,
+            &staged(&["v2"]),
+            &BTreeMap::new(),
+            None,
+        )
+        .expect("manifest")
+        .0;
+        assert_eq!(first.content_digest(), again.content_digest());
+        // A renamed topic and an earlier segment arrive later.
+        let mut both = one.clone();
+        both.push(file(
+            "v1",
+            FileType::Mp4,
+            "2026-03-04T05:00:00Z",
+            "2026-03-04T05:20:00Z",
+            "gallery_view",
+        ));
+        let renamed = vec![meta("recording.completed", 30, "renamed")];
+        let (later, _) = Manifest::build(
+            &account,
+            &templates,
+            &renamed,
+            &both,
+            &staged(&["v1", "v2"]),
+            &BTreeMap::new(),
+            Some(&first),
+        )
+        .expect("manifest");
+        assert_eq!(later.manifest_path, first.manifest_path, "the folder stays");
+        let v2 = |m: &Manifest| {
+            m.files()
+                .find(|f| f.file_id == "v2")
+                .map(|f| f.path.clone())
+                .expect("v2")
+        };
+        assert_eq!(v2(&later), v2(&first), "an uploaded file never moves");
+        assert_ne!(later.content_digest(), first.content_digest());
     }
 }

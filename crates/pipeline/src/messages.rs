@@ -146,10 +146,12 @@ impl Task for UploadTask {
     }
 }
 
-/// upload → cleanup: every file of the meeting is verified at the destination.
+/// upload → cleanup: every file of the manifest with this digest is verified at the
+/// destination (recorded in staging under the digest).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CleanupTask {
     pub meeting_uuid: String,
+    pub manifest_digest: String,
     pub uploaded_at: DateTime<Utc>,
 }
 
@@ -157,7 +159,7 @@ impl Task for CleanupTask {
     const STAGE: StageName = StageName::Cleanup;
 
     fn key(&self) -> String {
-        format!("cleanup:{}", self.meeting_uuid)
+        format!("cleanup:{}:{}", self.meeting_uuid, self.manifest_digest)
     }
 
     fn subject(&self) -> Subject {

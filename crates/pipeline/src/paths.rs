@@ -13,8 +13,11 @@ use zoom_api::model::{FileType, MeetingRecordings, RecordingFile};
 
 use crate::settings::AccountSettings;
 
-/// Longest a single placeholder's value may make a component: several fit in one.
+/// Longest a single placeholder's value may make a component: several fit in one, and when
+/// they do not, the free-text ones (account, host, topic) are cut further — never the uuid.
 const MAX_VALUE_BYTES: usize = 120;
+/// The shortest a free-text value is cut to.
+const MIN_VALUE_BYTES: usize = 8;
 /// Longest file extension kept when a name must be cut.
 const MAX_EXTENSION_BYTES: usize = 12;
 
@@ -26,6 +29,10 @@ pub enum TemplateError {
     Unclosed,
     #[error("a file template must not make folders (`/`)")]
     FileTemplateWithFolder,
+    #[error(
+        "path_template must contain `{{meeting_uuid}}`: two meetings must never share a folder"
+    )]
+    MissingMeetingUuid,
 }
 
 /// A Zoom UUID as a path component: base64's `/` and `+` become `_` and `-` (the URL-safe
@@ -130,6 +137,9 @@ impl PathTemplates {
         if account.file_template.contains('/') {
             return Err(TemplateError::FileTemplateWithFolder);
         }
+        if !account.path_template.contains("{meeting_uuid}") {
+            return Err(TemplateError::MissingMeetingUuid);
+        }
         let templates = Self {
             meeting_dir: account.path_template.clone(),
             file_name: account.file_template.clone(),
@@ -155,8 +165,9 @@ impl PathTemplates {
         meeting: &MeetingRecordings,
         name: &str,
         format: Option<&str>,
+        cap: usize,
     ) -> Option<String> {
-        let value = |text: &str| component_within(text, MAX_VALUE_BYTES);
+        let value = |text: &str| component_within(text, cap);
         Some(match name {
             "account" => value(&self.account),
             "host_email" => value(meeting.host_email.as_deref().unwrap_or("unknown-host")),
@@ -201,17 +212,32 @@ impl PathTemplates {
         })
     }
 
-    /// The meeting's folder under the destination.
+    /// The meeting's folder under the destination. Injective: the uuid is in it, whole, however
+    /// long the other values are (they are cut to fit the component limit instead).
     pub fn meeting_dir(&self, meeting: &MeetingRecordings) -> Result<String, TemplateError> {
-        let rendered = render(&self.meeting_dir, |name, format| {
-            self.meeting_value(meeting, name, format)
-        })?;
-        Ok(rendered
-            .split('/')
-            .filter(|part| !part.is_empty())
-            .map(component)
-            .collect::<Vec<_>>()
-            .join("/"))
+        let mut parts = Vec::new();
+        for piece in split_template(&self.meeting_dir) {
+            let mut cap = MAX_VALUE_BYTES;
+            let rendered = loop {
+                let rendered = render(piece, |name, format| {
+                    self.meeting_value(meeting, name, format, cap)
+                })?;
+                let fits = rendered
+                    .split('/')
+                    .all(|part| part.len() <= MAX_COMPONENT_BYTES);
+                if fits || cap <= MIN_VALUE_BYTES {
+                    break rendered;
+                }
+                cap = (cap / 2).max(MIN_VALUE_BYTES);
+            };
+            parts.extend(
+                rendered
+                    .split('/')
+                    .filter(|part| !part.is_empty())
+                    .map(component),
+            );
+        }
+        Ok(parts.join("/"))
     }
 
     /// A file's name inside the meeting's folder.
@@ -239,7 +265,7 @@ impl PathTemplates {
                 "file_type" => component(&file.file_type.as_str().to_ascii_lowercase()),
                 "file_id" => component_within(file.id.as_deref().unwrap_or("unknown"), 64),
                 "ext" => extension(file),
-                other => return self.meeting_value(meeting, other, format),
+                other => return self.meeting_value(meeting, other, format, MAX_VALUE_BYTES),
             })
         })?;
         // Room for a `-{digest}` that tells colliding names apart.
@@ -270,6 +296,7 @@ impl PathTemplates {
         let segments = segment_numbers(files.iter().map(|(file, _)| file));
         let mut sorted: Vec<&(RecordingFile, bool)> = files.iter().collect();
         sorted.sort_by(|a, b| a.0.id.cmp(&b.0.id));
+        sorted.dedup_by(|a, b| a.0.id == b.0.id);
         let mut taken: HashSet<String> = pinned.values().cloned().collect();
         let mut paths = HashMap::new();
         for (file, participant) in sorted {
@@ -281,15 +308,45 @@ impl PathTemplates {
             let segment = segments.get(&id).copied().unwrap_or(1);
             let name = self.file_name(meeting, file, *participant, segment)?;
             let mut path = join(&dir, &name);
-            let mut length = 8;
+            let mut attempt = 0u32;
             while !taken.insert(path.clone()) {
-                path = join(&dir, &with_suffix(&name, &short_digest(&id, length)));
-                length += 4;
+                // A digest of the id tells distinct files apart; the counter only matters if
+                // two names and digests ever met.
+                let suffix = match attempt {
+                    0 => short_digest(&id, 8),
+                    n => format!("{}{n}", short_digest(&id, 8)),
+                };
+                path = join(&dir, &with_suffix(&name, &suffix));
+                attempt += 1;
             }
             paths.insert(id, path);
         }
         Ok(paths)
     }
+}
+
+/// Splits a template into its path pieces on `/`, but not on one inside a placeholder
+/// (`{start:%Y/%m/%d}` stays whole).
+fn split_template(template: &str) -> Vec<&str> {
+    let mut pieces = Vec::new();
+    let mut depth = 0usize;
+    let mut start = 0;
+    for (index, ch) in template.char_indices() {
+        match ch {
+            '{' => depth += 1,
+            '}' => depth = depth.saturating_sub(1),
+            '/' if depth == 0 => {
+                pieces.push(&template[start..index]);
+                start = index + 1;
+            }
+            _ => {}
+        }
+    }
+    pieces.push(&template[start..]);
+    pieces
+        .into_iter()
+        .filter(|piece| !piece.is_empty())
+        .collect()
 }
 
 fn join(dir: &str, name: &str) -> String {
@@ -405,6 +462,48 @@ mod tests {
     }
 
     #[test]
+    fn the_uuid_survives_whole_however_long_the_other_values_are() {
+        let templates = PathTemplates::new(&toml_account(
+            "path_template = '{account} {host_email} {topic} {meeting_uuid}/{start:%Y/%m}'",
+        ))
+        .expect("templates");
+        let meeting = MeetingRecordings {
+            topic: "Совещание".repeat(40),
+            host_email: Some(format!("{}@example.com", "h".repeat(150))),
+            ..meeting()
+        };
+        let dir = templates.meeting_dir(&meeting).expect("dir");
+        let first = dir.split('/').next().expect("a folder");
+        assert!(first.len() <= MAX_COMPONENT_BYTES, "{} bytes", first.len());
+        assert!(first.ends_with(&uuid_component(&meeting.uuid)), "{first}");
+        assert!(dir.ends_with("/2026/03"), "{dir}");
+    }
+
+    #[test]
+    fn a_path_template_without_the_uuid_is_refused() {
+        assert_eq!(
+            PathTemplates::new(&toml_account(
+                "path_template = '{host_email}/{start:%Y-%m-%d}'"
+            ))
+            .err(),
+            Some(TemplateError::MissingMeetingUuid)
+        );
+    }
+
+    #[test]
+    fn a_file_listed_twice_gets_one_path() {
+        let templates = PathTemplates::new(&account()).expect("templates");
+        let twice = vec![
+            (file("f1", "2026-03-04T05:06:07Z", "gallery_view"), false),
+            (file("f1", "2026-03-04T05:06:07Z", "gallery_view"), false),
+        ];
+        let paths = templates
+            .assign(&meeting(), &twice, None, &HashMap::new())
+            .expect("paths");
+        assert_eq!(paths.len(), 1);
+    }
+
+    #[test]
     fn file_templates_take_the_meetings_placeholders() {
         let templates = PathTemplates::new(&toml_account(
             "file_template = '{start:%Y%m%d}-{host_email}-{meeting_id}-{kind}-{view}.{ext}'",
@@ -450,7 +549,7 @@ mod tests {
     #[test]
     fn refuses_unknown_placeholders_and_folders_in_file_names() {
         let templates = PathTemplates {
-            meeting_dir: "{nope}".into(),
+            meeting_dir: "{nope}-{meeting_uuid}".into(),
             file_name: "{segment}".into(),
             account: "a".into(),
         };

@@ -346,6 +346,12 @@ pub fn validate_accounts(accounts: &[AccountSettings]) -> Result<(), InvalidSett
                 "must be an object store URL (file:///…, s3://…, gs://…, az://…)",
             ));
         }
+        if account.delete_after_days > 3650 {
+            return Err(InvalidSetting::new(
+                key("delete_after_days"),
+                "must be at most 3650 (ten years)",
+            ));
+        }
         if !account.deletes() && account.delete_after_days > 0 {
             return Err(InvalidSetting::new(
                 key("delete_after_days"),

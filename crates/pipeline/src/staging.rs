@@ -6,12 +6,14 @@
 //! | record | written by | means |
 //! |---|---|---|
 //! | `wanted/{file}.json` | plan | this file belongs to the meeting (no download URL: it is a credential) |
+//! | `dispatched/{file}.json` | plan | its download task was confirmed sent |
 //! | `meta/{event}.json` | plan | the meeting as that event (or the API) described it |
 //! | `files/{file}` | download | the bytes; appears only once complete |
 //! | `files/{file}.done.json` | download | complete, with size and SHA-256: a task for a done file is skipped |
-//! | `manifest.json` | assemble | every wanted file is done |
-//! | `uploads/{digest}.json` | assemble | an upload of exactly this manifest was sent: one per content, not one per file |
-//! | `cleanup.json` | cleanup | deletion claimed (created only if absent), then done |
+//! | `files/{file}.failed.json` | download | given up on (dead-lettered), with the code: the meeting goes on without it |
+//! | `manifest.json` | assemble | every wanted file is done or given up on |
+//! | `verified/{digest}.json` | upload | each file of that manifest as verified at the destination (path, size, ETag) |
+//! | `cleanup/{digest}.json` | cleanup | deletion of that manifest's files claimed (created only if absent), then done |
 //! | `concat/{view}.mp4` | assemble | a view's segments joined |
 //!
 //! Markers are written only after what they vouch for is complete: their presence is the check.
@@ -27,32 +29,39 @@ use secrecy::SecretString;
 pub enum StagingKey<'a> {
     Wanted { file_id: &'a str },
     WantedDir,
+    Dispatched { file_id: &'a str },
+    DispatchedDir,
+    Failed { file_id: &'a str },
+    Verified { digest: &'a str },
+    CleanupClaim { digest: &'a str },
     Meta { event_id: &'a str },
     MetaDir,
     Data { file_id: &'a str },
     Done { file_id: &'a str },
     FilesDir,
     Manifest,
-    Upload { digest: &'a str },
-    CleanupClaim,
     Concat { view: &'a str },
 }
 
 const DONE_SUFFIX: &str = ".done.json";
+const FAILED_SUFFIX: &str = ".failed.json";
 
 impl StagingKey<'_> {
     fn relative(&self) -> String {
         match self {
             Self::Wanted { file_id } => format!("wanted/{}.json", identity(file_id)),
             Self::WantedDir => "wanted".into(),
+            Self::Dispatched { file_id } => format!("dispatched/{}.json", identity(file_id)),
+            Self::DispatchedDir => "dispatched".into(),
+            Self::Failed { file_id } => format!("files/{}{FAILED_SUFFIX}", identity(file_id)),
+            Self::Verified { digest } => format!("verified/{}.json", identity(digest)),
+            Self::CleanupClaim { digest } => format!("cleanup/{}.json", identity(digest)),
             Self::Meta { event_id } => format!("meta/{}.json", identity(event_id)),
             Self::MetaDir => "meta".into(),
             Self::Data { file_id } => format!("files/{}", identity(file_id)),
             Self::Done { file_id } => format!("files/{}{DONE_SUFFIX}", identity(file_id)),
             Self::FilesDir => "files".into(),
             Self::Manifest => "manifest.json".into(),
-            Self::Upload { digest } => format!("uploads/{}.json", identity(digest)),
-            Self::CleanupClaim => "cleanup.json".into(),
             Self::Concat { view } => format!("concat/{}.mp4", identity(view)),
         }
     }
@@ -107,38 +116,49 @@ impl MeetingStaging<'_> {
         &self.staging.location
     }
 
-    /// Which files are wanted and which are done, from two listings and no reads: called once
-    /// per staged file, it must stay cheap however many files a meeting has.
+    /// Which files are wanted, dispatched, done and given up on, from listings and no reads:
+    /// called once per staged file, it must stay cheap however many files a meeting has.
     pub async fn snapshot(&self) -> Result<Snapshot, StorageError> {
         let location = &self.staging.location;
-        let names = |paths: Vec<Path>, suffix: &str| -> BTreeSet<String> {
+        let names = |paths: &[Path], suffix: &str| -> BTreeSet<String> {
             paths
                 .iter()
                 .filter_map(|path| path.filename()?.strip_suffix(suffix).map(str::to_owned))
                 .collect()
         };
+        let files = location.list(&self.path(StagingKey::FilesDir)?).await?;
         Ok(Snapshot {
             wanted: names(
-                location.list(&self.path(StagingKey::WantedDir)?).await?,
+                &location.list(&self.path(StagingKey::WantedDir)?).await?,
                 ".json",
             ),
-            done: names(
-                location.list(&self.path(StagingKey::FilesDir)?).await?,
-                DONE_SUFFIX,
+            dispatched: names(
+                &location
+                    .list(&self.path(StagingKey::DispatchedDir)?)
+                    .await?,
+                ".json",
             ),
+            done: names(&files, DONE_SUFFIX),
+            failed: names(&files, FAILED_SUFFIX),
         })
     }
 }
 
-/// Wanted and done files of a meeting, by their staging names.
+/// Wanted, dispatched, done and failed files of a meeting, by their staging names.
 pub struct Snapshot {
     wanted: BTreeSet<String>,
+    dispatched: BTreeSet<String>,
     done: BTreeSet<String>,
+    failed: BTreeSet<String>,
 }
 
 impl Snapshot {
     pub fn is_wanted(&self, file_id: &str) -> bool {
         self.wanted.contains(&identity(file_id))
+    }
+
+    pub fn is_dispatched(&self, file_id: &str) -> bool {
+        self.dispatched.contains(&identity(file_id))
     }
 
     pub fn is_done(&self, file_id: &str) -> bool {
@@ -149,12 +169,16 @@ impl Snapshot {
         self.wanted.len()
     }
 
-    /// Wanted files without their done marker.
+    /// Wanted files neither done nor given up on.
     pub fn missing(&self) -> usize {
-        self.wanted.difference(&self.done).count()
+        self.wanted
+            .iter()
+            .filter(|name| !self.done.contains(*name) && !self.failed.contains(*name))
+            .count()
     }
 
-    /// Every wanted file is staged (and there is at least one).
+    /// Every wanted file is staged or given up on (and there is at least one): the meeting
+    /// can be assembled, without the files that failed.
     pub fn complete(&self) -> bool {
         !self.wanted.is_empty() && self.missing() == 0
     }

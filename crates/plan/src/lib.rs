@@ -69,12 +69,14 @@ impl Plan {
         Ok(())
     }
 
-    /// The files to consider: the API's when it knows the meeting, else the event's.
+    /// The files to consider: the API's when it knows the meeting, else the event's; and how
+    /// many files the event names that the API does not list yet (Zoom lists late: they are
+    /// waited for, like files still processing).
     async fn candidates(
         account: &Account,
         event: &ZoomEvent,
         meeting: &MeetingRecordings,
-    ) -> Result<(MeetingRecordings, Vec<Candidate>), StageError> {
+    ) -> Result<(MeetingRecordings, Vec<Candidate>, usize), StageError> {
         let listed = match account.zoom.meeting_recordings(&meeting.uuid, false).await {
             Ok(listed) => Some(listed),
             // Zoom lists late, and older meetings may be gone from the API: the event's list.
@@ -88,6 +90,13 @@ impl Plan {
                 None
             }
         };
+        let unlisted = listed.as_ref().map_or(0, |listed| {
+            meeting
+                .all_files()
+                .filter_map(|file| file.id.as_deref())
+                .filter(|id| listed.file(id).is_none())
+                .count()
+        });
         let (described, token) = match listed {
             Some(listed) => (listed, None),
             None => (meeting.clone(), event.download_token.clone()),
@@ -108,7 +117,7 @@ impl Plan {
                 token: token.clone(),
             })
             .collect();
-        Ok((described, candidates))
+        Ok((described, candidates, unlisted))
     }
 
     async fn plan_files(
@@ -131,7 +140,7 @@ impl Plan {
                 )
                 .await;
         }
-        let (described, candidates) = Self::candidates(account, event, &meeting).await?;
+        let (described, candidates, unlisted) = Self::candidates(account, event, &meeting).await?;
         let uuid = meeting.uuid.as_str();
         let staging = self.shared.staging.meeting(account.name(), uuid);
         let location = staging.location();
@@ -162,13 +171,14 @@ impl Plan {
             .await?;
 
         // Not handed to download again: files already staged, and — when this is a recheck of a
-        // waiting event — those planned the first time (their tasks are on their way).
+        // waiting event — those whose task was confirmed sent the first time.
         let staged = staging.snapshot().await?;
         let already = |file_id: &str| {
             !binding.force
-                && (staged.is_done(file_id) || (context.is_recheck() && staged.is_wanted(file_id)))
+                && (staged.is_done(file_id)
+                    || (context.is_recheck() && staged.is_dispatched(file_id)))
         };
-        let mut processing = 0;
+        let mut processing = unlisted;
         let mut tasks = Vec::new();
         for candidate in candidates {
             let file = &candidate.file;
@@ -201,9 +211,18 @@ impl Plan {
             });
         }
         // Every wanted file is recorded before any task leaves: download's completeness check
-        // never sees a partial list for this event.
+        // never sees a partial list for this event. A task is marked dispatched only once the
+        // broker confirmed it, so a recheck never skips one that was not sent.
         for task in &tasks {
             context.send(task).await?;
+            location
+                .put_json(
+                    &staging.path(StagingKey::Dispatched {
+                        file_id: task.file_id(),
+                    })?,
+                    &serde_json::json!({ "at": chrono::Utc::now() }),
+                )
+                .await?;
         }
         if tasks.is_empty() && processing == 0 {
             // Nothing new to fetch (a repeated event, a reconciliation): let assemble look, so

@@ -10,6 +10,7 @@
 //! Keys are given as relative strings of components built by [`names`]; they are stored as they
 //! are, so the key a caller records is the key written.
 
+mod connect;
 pub mod names;
 pub mod writer;
 
@@ -20,7 +21,7 @@ use std::sync::Arc;
 use futures_util::StreamExt;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -122,12 +123,15 @@ impl Serialize for StoreUrl {
 pub struct Location {
     pub store: Arc<dyn ObjectStore>,
     prefix: Path,
-    /// Scheme and bucket: two locations with the same identity can copy or rename server-side.
+    /// The store behind the client (bucket and endpoint, container and account): two locations
+    /// with the same identity can copy or rename server-side.
     identity: String,
     local: Option<std::path::PathBuf>,
 }
 
 impl Location {
+    /// The location `url` names, configured from `options` over the process environment, the way
+    /// each store's users configure it (see `connect`; credentials from one source only).
     pub fn parse(
         url: &StoreUrl,
         options: &BTreeMap<String, SecretString>,
@@ -138,26 +142,26 @@ impl Location {
         };
         let parsed = url::Url::parse(url.expose()).map_err(|error| invalid(error.to_string()))?;
         let local = if parsed.scheme() == "file" {
+            // Decoded: `file:///srv/my%20recordings` is the directory `/srv/my recordings`, as
+            // object_store reads it.
+            let dir = parsed
+                .to_file_path()
+                .map_err(|()| invalid("not a local directory".into()))?;
             // A local destination that does not exist yet is created, as a bucket would be there.
-            std::fs::create_dir_all(parsed.path())?;
-            Some(std::path::PathBuf::from(parsed.path()))
+            std::fs::create_dir_all(&dir)?;
+            Some(dir)
         } else {
             None
         };
-        let options = options
-            .iter()
-            .map(|(key, value)| (key.clone(), value.expose_secret().to_owned()));
-        // object_store's messages may quote the URL, credentials included: keep only the kind.
-        let (store, prefix) = object_store::parse_url_opts(&parsed, options)
-            .map_err(|_| invalid("unsupported scheme or options".into()))?;
+        // Variables that are not UTF-8 configure no store.
+        let env = std::env::vars_os().filter_map(|(name, value)| {
+            Some((name.into_string().ok()?, value.into_string().ok()?))
+        });
+        let connected = connect::connect(url, &parsed, options, env)?;
         Ok(Self {
-            store: Arc::from(store),
-            prefix,
-            identity: format!(
-                "{}://{}",
-                parsed.scheme(),
-                parsed.host_str().unwrap_or_default()
-            ),
+            store: Arc::from(connected.store),
+            prefix: connected.prefix,
+            identity: connected.identity,
             local,
         })
     }
@@ -208,6 +212,11 @@ impl Location {
             self.part_size(expected_size),
             PARTS_IN_FLIGHT,
         )
+    }
+
+    /// What the store says of `path` (size, version tag).
+    pub async fn head(&self, path: &Path) -> Result<object_store::ObjectMeta, StorageError> {
+        Ok(self.store.head(path).await?)
     }
 
     pub async fn exists_with_size(&self, path: &Path) -> Result<Option<u64>, StorageError> {

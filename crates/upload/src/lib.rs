@@ -13,7 +13,7 @@ use object_store::path::Path;
 use relay_core::consumer::{Context, Stage};
 use relay_core::failure::{Code, StageError};
 use relay_core::status::{State, Transition};
-use relay_pipeline::manifest::{Manifest, ManifestFile};
+use relay_pipeline::manifest::{Manifest, ManifestFile, VerifiedFile, VerifiedUpload};
 use relay_pipeline::messages::{CleanupTask, UploadTask};
 use relay_pipeline::staging::{MeetingStaging, StagingKey};
 use relay_pipeline::{Account, Shared};
@@ -38,10 +38,16 @@ impl Upload {
         }
     }
 
-    fn staged_key(file: &ManifestFile) -> StagingKey<'_> {
-        match file.file_id.strip_prefix("concat-") {
-            Some(view) => StagingKey::Concat { view },
-            None => StagingKey::Data {
+    /// Where a file of the manifest waits in staging: a joined view under its view, any other
+    /// file under its id.
+    fn staged_key<'m>(manifest: &'m Manifest, file: &'m ManifestFile) -> StagingKey<'m> {
+        let joined = manifest
+            .concatenated
+            .iter()
+            .any(|joined| std::ptr::eq(joined, file));
+        match (joined, file.view.as_deref()) {
+            (true, Some(view)) => StagingKey::Concat { view },
+            _ => StagingKey::Data {
                 file_id: &file.file_id,
             },
         }
@@ -66,17 +72,30 @@ impl Upload {
         &self,
         account: &Account,
         staging: &MeetingStaging<'_>,
+        manifest: &Manifest,
         file: &ManifestFile,
         force: bool,
     ) -> Result<Placed, StageError> {
         let destination = &account.destination;
         let target = destination.path(&file.path)?;
-        let source = staging.path(Self::staged_key(file))?;
+        let source = staging.path(Self::staged_key(manifest, file))?;
         let staging = staging.location();
         let staged = staging.exists_with_size(&source).await?.is_some();
         // Forced (a replay testing a changed pipeline): what is staged is written again.
-        if !(force && staged) && self.matches(destination, &target, file).await? {
-            return Ok(Placed::AlreadyThere);
+        if !(force && staged) {
+            if self.matches(destination, &target, file).await? {
+                return Ok(Placed::AlreadyThere);
+            }
+            // Keys are unique per meeting and file: another object there is not ours to replace.
+            if staged && destination.exists_with_size(&target).await?.is_some() {
+                return Err(StageError::new(
+                    Code::DestinationConflict,
+                    format!(
+                        "{} holds another object than {}: not overwritten",
+                        file.path, file.file_id
+                    ),
+                ));
+            }
         }
         if !staged {
             // A concurrent duplicate may have just moved it.
@@ -157,15 +176,37 @@ impl Stage for Upload {
             .get_json(&staging.path(StagingKey::Manifest)?)
             .await?
             .ok_or_else(|| StageError::new(Code::NoManifest, "no manifest in staging"))?;
+        let digest = manifest.content_digest();
+        if digest != task.manifest_digest && !binding.force {
+            // A newer manifest replaced this one; its own upload is on its way.
+            info!("a newer manifest is in staging; this upload is superseded");
+            return Ok(());
+        }
         let (mut skipped, mut moved, mut copied) = (0, 0, 0);
+        let mut verified = VerifiedUpload {
+            manifest_path: manifest.manifest_path.clone(),
+            files: Default::default(),
+        };
+        let destination = &account.destination;
         for file in manifest.files() {
-            match self.place(account, &staging, file, binding.force).await? {
+            match self
+                .place(account, &staging, &manifest, file, binding.force)
+                .await?
+            {
                 Placed::AlreadyThere => skipped += 1,
                 Placed::Moved => moved += 1,
                 Placed::Copied => copied += 1,
             }
+            let meta = destination.head(&destination.path(&file.path)?).await?;
+            verified.files.insert(
+                file.file_id.clone(),
+                VerifiedFile {
+                    path: file.path.clone(),
+                    size: meta.size,
+                    e_tag: meta.e_tag,
+                },
+            );
         }
-        let destination = &account.destination;
         let manifest_path = destination.path(&manifest.manifest_path)?;
         // Two uploads of one meeting can race (a manifest, then one with the transcript added):
         // the one with fewer files is the older and must not replace the newer.
@@ -173,8 +214,15 @@ impl Stage for Upload {
         if written.is_none_or(|written| written.files().count() <= manifest.files().count()) {
             destination.put_json(&manifest_path, &manifest).await?;
         }
+        staging
+            .location()
+            .put_json(
+                &staging.path(StagingKey::Verified { digest: &digest })?,
+                &verified,
+            )
+            .await?;
         for file in manifest.files() {
-            let staged = staging.path(Self::staged_key(file))?;
+            let staged = staging.path(Self::staged_key(&manifest, file))?;
             if let Err(error) = staging.location().delete(&staged).await {
                 debug!(%error, "staged copy not removed");
             }
@@ -190,6 +238,7 @@ impl Stage for Upload {
             .record(
                 Transition::new(binding, uuid, State::Uploaded, "upload").detail(json!({
                     "files": manifest.files().count(),
+                    "missing": manifest.missing.len(),
                     "bytes": manifest.total_bytes,
                     "manifest": manifest.manifest_path,
                     "destination": account.settings.destination.redacted(),
@@ -201,6 +250,7 @@ impl Stage for Upload {
             context
                 .send(&CleanupTask {
                     meeting_uuid: uuid.to_owned(),
+                    manifest_digest: digest,
                     uploaded_at: chrono::Utc::now(),
                 })
                 .await?;

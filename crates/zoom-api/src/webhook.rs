@@ -46,6 +46,7 @@ pub struct Unverified<'a> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SignedHeaders {
     timestamp: String,
+    sent_at: i64,
     digest: [u8; 32],
 }
 
@@ -84,8 +85,14 @@ impl SignedHeaders {
         }
         Ok(Self {
             timestamp: timestamp.to_owned(),
+            sent_at,
             digest,
         })
+    }
+
+    /// `x-zm-request-timestamp`, in seconds.
+    pub fn sent_at(&self) -> i64 {
+        self.sent_at
     }
 
     /// The signature's bytes: names this exact delivery (same body, same timestamp).

@@ -18,6 +18,10 @@ use crate::settings::AmqpSettings;
 pub enum ManagementError {
     #[error("the management URL does not parse")]
     Url,
+    #[error(
+        "no management URL: set amqp.management_url (the default would send the broker's credentials in clear to a remote host)"
+    )]
+    Insecure,
     #[error("management API unreachable: {0}")]
     Transport(String),
     #[error("management API answered HTTP {status}: {body}")]
@@ -43,7 +47,8 @@ pub struct QueueFigures {
 #[derive(Clone)]
 pub struct Management {
     http: reqwest::Client,
-    base: String,
+    /// One per node; tried in turn.
+    bases: Vec<String>,
     vhost: String,
     user: String,
     password: SecretString,
@@ -52,64 +57,80 @@ pub struct Management {
 impl std::fmt::Debug for Management {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Management")
-            .field("base", &self.base)
+            .field("bases", &self.bases)
             .field("vhost", &self.vhost)
             .finish_non_exhaustive()
     }
 }
 
 impl Management {
-    /// From `amqp.management_url`, or the first broker's host on port 15672 with its
-    /// credentials and vhost.
+    /// From `amqp.management_url` (one URL or several, comma-separated), or each broker's host
+    /// on port 15672 with the first broker's credentials: https for `amqps://` brokers, plain
+    /// http only to loopback (credentials never travel in clear over a network unless the
+    /// operator wrote an `http://` management URL).
     pub fn new(settings: &AmqpSettings) -> Result<Self, ManagementError> {
         let urls = settings.urls();
         let first = urls.first().ok_or(ManagementError::Url)?;
         let amqp = AMQPUri::from_str(first.expose_secret()).map_err(|_| ManagementError::Url)?;
-        let (base, user, password) = match &settings.management_url {
-            Some(url) => {
-                let parsed =
-                    url::Url::parse(url.expose_secret()).map_err(|_| ManagementError::Url)?;
-                let user = if parsed.username().is_empty() {
-                    amqp.authority.userinfo.username.clone()
-                } else {
-                    decode(parsed.username())
-                };
-                let password = parsed
-                    .password()
-                    .map(decode)
-                    .unwrap_or_else(|| amqp.authority.userinfo.password.clone());
-                let mut base = parsed.clone();
-                let _ = base.set_username("");
-                let _ = base.set_password(None);
-                (
-                    base.as_str().trim_end_matches('/').to_owned(),
-                    user,
-                    password,
-                )
+        let mut user = amqp.authority.userinfo.username.clone();
+        let mut password = amqp.authority.userinfo.password.clone();
+        let bases = match &settings.management_url {
+            Some(configured) => {
+                let mut bases = Vec::new();
+                for text in configured.expose_secret().split(',').map(str::trim) {
+                    if text.is_empty() {
+                        continue;
+                    }
+                    let mut parsed = url::Url::parse(text).map_err(|_| ManagementError::Url)?;
+                    if !parsed.username().is_empty() {
+                        user = decode(parsed.username());
+                        password = parsed.password().map(decode).unwrap_or_default();
+                    }
+                    let _ = parsed.set_username("");
+                    let _ = parsed.set_password(None);
+                    bases.push(parsed.as_str().trim_end_matches('/').to_owned());
+                }
+                bases
             }
-            None => (
-                format!("http://{}:15672", amqp.authority.host),
-                amqp.authority.userinfo.username.clone(),
-                amqp.authority.userinfo.password.clone(),
-            ),
+            None => urls
+                .iter()
+                .filter_map(|url| AMQPUri::from_str(url.expose_secret()).ok())
+                .filter_map(|node| {
+                    let host = node.authority.host;
+                    let loopback = host == "localhost"
+                        || host
+                            .parse::<std::net::IpAddr>()
+                            .is_ok_and(|ip| ip.is_loopback());
+                    match node.scheme {
+                        lapin::uri::AMQPScheme::AMQPS => Some(format!("https://{host}:15671")),
+                        lapin::uri::AMQPScheme::AMQP if loopback => {
+                            Some(format!("http://{host}:15672"))
+                        }
+                        lapin::uri::AMQPScheme::AMQP => None,
+                    }
+                })
+                .collect(),
         };
+        if bases.is_empty() {
+            return Err(ManagementError::Insecure);
+        }
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(5))
             .build()
             .map_err(|error| ManagementError::Transport(error.to_string()))?;
         Ok(Self {
             http,
-            base,
+            bases,
             vhost: amqp.vhost,
             user,
             password: SecretString::from(password),
         })
     }
 
-    fn url(&self, path: &str) -> String {
+    fn url(base: &str, path: &str) -> String {
         format!(
             "{}/api/{path}",
-            self.base.trim_end_matches('/').trim_end_matches("/api")
+            base.trim_end_matches('/').trim_end_matches("/api")
         )
     }
 
@@ -117,50 +138,63 @@ impl Management {
         utf8_percent_encode(&self.vhost, NON_ALPHANUMERIC).to_string()
     }
 
+    /// Sends to each node in turn until one answers.
     async fn send(
         &self,
-        request: reqwest::RequestBuilder,
+        request: impl Fn(&str) -> reqwest::RequestBuilder,
+        path: &str,
     ) -> Result<reqwest::Response, ManagementError> {
-        let response = request
-            .basic_auth(&self.user, Some(self.password.expose_secret()))
-            .send()
-            .await
-            .map_err(|error| ManagementError::Transport(error.without_url().to_string()))?;
-        let status = response.status();
-        if status.is_success() {
-            return Ok(response);
+        let mut last = ManagementError::Url;
+        for base in &self.bases {
+            let sent = request(&Self::url(base, path))
+                .basic_auth(&self.user, Some(self.password.expose_secret()))
+                .send()
+                .await;
+            let response = match sent {
+                Ok(response) => response,
+                Err(error) => {
+                    last = ManagementError::Transport(error.without_url().to_string());
+                    continue;
+                }
+            };
+            let status = response.status();
+            if status.is_success() {
+                return Ok(response);
+            }
+            let body = response.text().await.unwrap_or_default();
+            return Err(ManagementError::Status {
+                status: status.as_u16(),
+                body: body.chars().take(200).collect(),
+            });
         }
-        let body = response.text().await.unwrap_or_default();
-        Err(ManagementError::Status {
-            status: status.as_u16(),
-            body: body.chars().take(200).collect(),
-        })
+        Err(last)
     }
 
     /// Creates or replaces `policy` in our vhost.
     pub async fn apply_policy(&self, policy: &Policy) -> Result<(), ManagementError> {
-        let url = self.url(&format!(
+        let path = format!(
             "policies/{}/{}",
             self.vhost(),
             utf8_percent_encode(&policy.name, NON_ALPHANUMERIC)
-        ));
+        );
         let body = serde_json::json!({
             "pattern": policy.pattern,
             "definition": policy.definition,
             "priority": policy.priority,
             "apply-to": policy.apply_to,
         });
-        self.send(self.http.put(url).json(&body)).await?;
+        self.send(|url| self.http.put(url).json(&body), &path)
+            .await?;
         Ok(())
     }
 
     pub async fn delete_policy(&self, name: &str) -> Result<(), ManagementError> {
-        let url = self.url(&format!(
+        let path = format!(
             "policies/{}/{}",
             self.vhost(),
             utf8_percent_encode(name, NON_ALPHANUMERIC)
-        ));
-        match self.send(self.http.delete(url)).await {
+        );
+        match self.send(|url| self.http.delete(url), &path).await {
             Ok(_) | Err(ManagementError::Status { status: 404, .. }) => Ok(()),
             Err(error) => Err(error),
         }
@@ -168,11 +202,11 @@ impl Management {
 
     /// Figures of every queue in our vhost whose name starts with `prefix`.
     pub async fn queues(&self, prefix: &str) -> Result<Vec<QueueFigures>, ManagementError> {
-        let url = self.url(&format!(
+        let path = format!(
             "queues/{}?columns=name,messages,messages_ready,messages_unacknowledged,consumers",
             self.vhost()
-        ));
-        let response = self.send(self.http.get(url)).await?;
+        );
+        let response = self.send(|url| self.http.get(url), &path).await?;
         let queues: Vec<QueueFigures> = response
             .json()
             .await
@@ -195,22 +229,43 @@ mod tests {
     use super::*;
 
     #[test]
-    fn defaults_to_the_brokers_host_and_credentials() {
-        let settings = AmqpSettings {
-            url: SecretString::from("amqp://relay:p%40ss@rabbit.internal:5672/zoom"),
+    fn defaults_to_each_brokers_host_and_never_sends_credentials_in_clear_over_a_network() {
+        let local = AmqpSettings {
+            url: SecretString::from(
+                "amqp://relay:p%40ss@127.0.0.1:5681/zoom,amqp://relay:p%40ss@localhost:5682/zoom",
+            ),
             ..AmqpSettings::default()
         };
-        let management = Management::new(&settings).expect("management");
-        assert_eq!(management.base, "http://rabbit.internal:15672");
+        let management = Management::new(&local).expect("management");
+        assert_eq!(
+            management.bases,
+            ["http://127.0.0.1:15672", "http://localhost:15672"]
+        );
         assert_eq!(management.user, "relay");
         assert_eq!(management.password.expose_secret(), "p@ss");
         assert_eq!(management.vhost, "zoom");
         assert_eq!(
-            management.url("queues/x"),
-            "http://rabbit.internal:15672/api/queues/x"
+            Management::url(&management.bases[0], "queues/x"),
+            "http://127.0.0.1:15672/api/queues/x"
         );
         let printed = format!("{management:?}");
         assert!(!printed.contains("p@ss"), "{printed}");
+        let tls = AmqpSettings {
+            url: SecretString::from("amqps://relay:secret@rabbit.internal:5671/zoom"),
+            ..AmqpSettings::default()
+        };
+        assert_eq!(
+            Management::new(&tls).expect("management").bases,
+            ["https://rabbit.internal:15671"]
+        );
+        let remote_plain = AmqpSettings {
+            url: SecretString::from("amqp://relay:secret@rabbit.internal:5672/zoom"),
+            ..AmqpSettings::default()
+        };
+        assert!(matches!(
+            Management::new(&remote_plain),
+            Err(ManagementError::Insecure)
+        ));
     }
 
     #[test]
@@ -221,7 +276,7 @@ mod tests {
             ..AmqpSettings::default()
         };
         let management = Management::new(&settings).expect("management");
-        assert_eq!(management.base, "https://mq.example.com");
+        assert_eq!(management.bases, ["https://mq.example.com"]);
         assert_eq!(management.user, "admin");
         assert_eq!(management.vhost, "/");
         assert_eq!(management.vhost(), "%2F");

@@ -66,15 +66,26 @@ impl Session {
     /// Replaces the channel in `slot` with a fresh confirm-mode one. On a cluster, a channel
     /// opened just as a queue leader died can nack every publish until that node returns; a new
     /// channel sees the new leader (docs/operations.md).
-    async fn renew_channel(&self, slot: usize) -> lapin::Result<Channel> {
+    /// `nacked` is the channel the caller used: another publisher may have replaced it already,
+    /// and its fresh channel must not be closed under it.
+    async fn renew_channel(&self, slot: usize, nacked: &Channel) -> lapin::Result<Channel> {
         let channel = self.connection.create_channel().await?;
         channel
             .confirm_select(ConfirmSelectOptions::default())
             .await?;
-        let old = std::mem::replace(&mut *lock(&self.publish_channels[slot]), channel.clone());
-        tokio::spawn(async move {
-            let _ = old.close(200, "replaced after a nack".into()).await;
-        });
+        let replaced = {
+            let mut current = lock(&self.publish_channels[slot]);
+            if current.id() == nacked.id() {
+                Some(std::mem::replace(&mut *current, channel.clone()))
+            } else {
+                None
+            }
+        };
+        if let Some(old) = replaced {
+            tokio::spawn(async move {
+                let _ = old.close(200, "replaced after a nack".into()).await;
+            });
+        }
         Ok(channel)
     }
 

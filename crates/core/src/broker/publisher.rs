@@ -125,7 +125,7 @@ impl Publisher {
             .with_timestamp(timestamp)
             .with_headers(message.headers);
         if let Some(id) = message.message_id {
-            properties = properties.with_message_id(id.into());
+            properties = properties.with_message_id(short_message_id(id).into());
         }
         let options = BasicPublishOptions {
             mandatory: true,
@@ -164,8 +164,15 @@ impl Publisher {
                     // A nack on a cluster can mean a channel bound to a dead leader: a fresh
                     // channel, after a short pause, sees the new one.
                     renewed = true;
-                    tokio::time::sleep(NACK_PAUSE).await;
-                    channel = session.renew_channel(slot).await?;
+                    let remaining = timeout.saturating_sub(started.elapsed());
+                    let renewal = async {
+                        tokio::time::sleep(NACK_PAUSE).await;
+                        session.renew_channel(slot, &channel).await
+                    };
+                    channel = match tokio::time::timeout(remaining, renewal).await {
+                        Ok(renewed) => renewed?,
+                        Err(_) => return Err(PublishError::Timeout(timeout)),
+                    };
                     continue;
                 }
                 Ok(Ok(Confirmation::Nack(_) | Confirmation::NotRequested)) => {
@@ -173,5 +180,33 @@ impl Publisher {
                 }
             };
         }
+    }
+}
+
+/// Message ids are AMQP short strings (255 bytes at most); a longer one (a key built from
+/// untrusted identities) is replaced by its digest rather than refused or truncated into a
+/// collision.
+fn short_message_id(id: &str) -> String {
+    if id.len() <= 200 {
+        return id.to_owned();
+    }
+    use sha2::Digest;
+    format!(
+        "sha256:{}",
+        hex::encode(sha2::Sha256::digest(id.as_bytes()))
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_message_ids_become_digests_short_ones_stay() {
+        assert_eq!(short_message_id("download:u==:f1"), "download:u==:f1");
+        let long = format!("download:{}:f1", "u".repeat(400));
+        let short = short_message_id(&long);
+        assert!(short.len() <= 255 && short.starts_with("sha256:"));
+        assert_ne!(short, short_message_id(&format!("{long}2")));
     }
 }

@@ -7,8 +7,8 @@
 //!
 //!  zoom.stage.{plan,download,assemble,upload,cleanup}   quorum, dead-letters to …
 //!  zoom.stage.{stage}.dead                              quorum: what failed for good, with why
-//!  zoom.stage.{stage}.retry.{delay}                     classic, x-message-ttl = delay, dead-letters
-//!                                                       back to zoom.stage.{stage}
+//!  zoom.stage.{stage}.retry.{delay}                     quorum, x-message-ttl = delay, dead-letters
+//!                                                       back to zoom.stage.{stage}, at least once
 //!  zoom.status                                          stream: every meeting's transitions
 //! ```
 //!
@@ -16,8 +16,8 @@
 //! route of a message is its type's ([`crate::consumer::Task`]).
 //!
 //! [`Topology::declare`] runs after every (re)connect and never fails on a queue that exists
-//! with other arguments (RabbitMQ refuses such a redeclaration with PRECONDITION_FAILED): each
-//! queue is declared passively first and created with its arguments only when missing. The
+//! with other arguments: RabbitMQ refuses such a redeclaration (PRECONDITION_FAILED, closing the
+//! channel), and the existing queue is then used as it is, after a passive check. The
 //! arguments are structural and never change (type, dead-letter route, a retry tier's delay,
 //! which names the tier). What an operator may change lives elsewhere: the delivery limit is
 //! enforced by the consumer loop from `x-delivery-count`, and the archive's retention is a policy
@@ -28,7 +28,7 @@ use std::time::Duration;
 
 use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
-use lapin::{Connection, ExchangeKind};
+use lapin::{Channel, Connection, ExchangeKind};
 use serde_json::json;
 use zoom_api::EventName;
 
@@ -186,11 +186,12 @@ impl Topology {
         }]
     }
 
-    /// Declares everything, idempotently, on channels of `connection` (a failed passive declare
+    /// Declares everything, idempotently, on channels of `connection` (a refused declaration
     /// closes its channel).
     pub async fn declare(&self, connection: &Connection) -> lapin::Result<()> {
-        let channel = connection.create_channel().await?;
-        channel
+        let mut declarer = Declarer::open(connection).await?;
+        declarer
+            .channel
             .exchange_declare(
                 self.events_exchange().into(),
                 ExchangeKind::Topic,
@@ -201,103 +202,149 @@ impl Topology {
                 FieldTable::default(),
             )
             .await?;
-        let _ = channel.close(200, "exchange declared".into()).await;
 
         let mut archive = queue_type("stream");
         archive.insert(
             ShortString::from("x-max-age"),
             string(&format!("{}s", self.archive_max_age.as_secs().max(1))),
         );
-        ensure_queue(connection, &self.archive_stream(), archive).await?;
-        ensure_queue(connection, &self.status_stream(), {
-            let mut status = queue_type("stream");
-            // Older history stays in the manifests at the destination.
-            status.insert(ShortString::from("x-max-age"), string("30D"));
-            status
-        })
-        .await?;
-        let mut bindings = vec![(self.archive_stream(), "#".to_owned())];
-
+        declarer.ensure(&self.archive_stream(), archive).await?;
+        let mut status = queue_type("stream");
+        // Older history stays in the manifests at the destination.
+        status.insert(ShortString::from("x-max-age"), string("30D"));
+        declarer.ensure(&self.status_stream(), status).await?;
+        declarer
+            .bind(&self.archive_stream(), &self.events_exchange(), "#")
+            .await?;
         for stage in StageName::ALL {
-            let queue = self.stage_queue(stage);
-            let dead = self.dead_letter_queue(stage);
-            ensure_queue(connection, &dead, queue_type("quorum")).await?;
-            let mut arguments = queue_type("quorum");
-            arguments.insert(ShortString::from("x-dead-letter-exchange"), string(""));
-            arguments.insert(
-                ShortString::from("x-dead-letter-routing-key"),
-                string(&dead),
-            );
-            ensure_queue(connection, &queue, arguments).await?;
-            for event in stage.event_bindings() {
-                bindings.push((queue.clone(), event.as_str().to_owned()));
-            }
-            // One queue per delay: per-message TTLs expire only at the head of a queue.
-            for delay in &self.retry_delays {
-                let mut tier = FieldTable::default();
-                tier.insert(
-                    ShortString::from("x-message-ttl"),
-                    AMQPValue::LongLongInt(delay.as_millis().min(i64::MAX as u128) as i64),
-                );
-                tier.insert(ShortString::from("x-dead-letter-exchange"), string(""));
-                tier.insert(
-                    ShortString::from("x-dead-letter-routing-key"),
-                    string(&queue),
-                );
-                ensure_queue(connection, &self.retry_queue(stage, *delay), tier).await?;
-            }
+            self.declare_stage_with(&mut declarer, stage).await?;
         }
+        declarer.close().await;
+        Ok(())
+    }
 
-        let channel = connection.create_channel().await?;
-        for (queue, routing_key) in bindings {
-            channel
-                .queue_bind(
-                    queue.into(),
-                    self.events_exchange().into(),
-                    routing_key.into(),
-                    QueueBindOptions::default(),
-                    FieldTable::default(),
-                )
+    /// Declares one stage's queues and bindings: what its consumer needs to exist.
+    pub async fn declare_stage(
+        &self,
+        connection: &Connection,
+        stage: StageName,
+    ) -> lapin::Result<()> {
+        let mut declarer = Declarer::open(connection).await?;
+        self.declare_stage_with(&mut declarer, stage).await?;
+        declarer.close().await;
+        Ok(())
+    }
+
+    async fn declare_stage_with(
+        &self,
+        declarer: &mut Declarer<'_>,
+        stage: StageName,
+    ) -> lapin::Result<()> {
+        let queue = self.stage_queue(stage);
+        let dead = self.dead_letter_queue(stage);
+        declarer.ensure(&dead, queue_type("quorum")).await?;
+        let mut arguments = queue_type("quorum");
+        arguments.insert(ShortString::from("x-dead-letter-exchange"), string(""));
+        arguments.insert(
+            ShortString::from("x-dead-letter-routing-key"),
+            string(&dead),
+        );
+        declarer.ensure(&queue, arguments).await?;
+        for event in stage.event_bindings() {
+            declarer
+                .bind(&queue, &self.events_exchange(), event.as_str())
                 .await?;
         }
-        let _ = channel.close(200, "topology declared".into()).await;
+        // One queue per delay: per-message TTLs expire only at the head of a queue. Quorum,
+        // dead-lettering at least once: a message waiting here was already acked from its
+        // stage, so losing it on the hop back (a leader election, a node loss) would lose the
+        // work.
+        for delay in &self.retry_delays {
+            let mut tier = queue_type("quorum");
+            tier.insert(
+                ShortString::from("x-dead-letter-strategy"),
+                string("at-least-once"),
+            );
+            tier.insert(ShortString::from("x-overflow"), string("reject-publish"));
+            tier.insert(
+                ShortString::from("x-message-ttl"),
+                AMQPValue::LongLongInt(delay.as_millis().min(i64::MAX as u128) as i64),
+            );
+            tier.insert(ShortString::from("x-dead-letter-exchange"), string(""));
+            tier.insert(
+                ShortString::from("x-dead-letter-routing-key"),
+                string(&queue),
+            );
+            declarer
+                .ensure(&self.retry_queue(stage, *delay), tier)
+                .await?;
+        }
         Ok(())
     }
 }
 
-/// Declares `queue` with `arguments` unless it exists: an existing queue is left as it is
-/// (RabbitMQ would refuse a redeclaration whose arguments differ).
-async fn ensure_queue(
-    connection: &Connection,
-    queue: &str,
-    arguments: FieldTable,
-) -> lapin::Result<()> {
-    let probe = connection.create_channel().await?;
-    let passive = QueueDeclareOptions {
-        passive: true,
-        ..QueueDeclareOptions::default()
-    };
-    match probe
-        .queue_declare(queue.into(), passive, FieldTable::default())
-        .await
-    {
-        Ok(_) => {
-            let _ = probe.close(200, "exists".into()).await;
-            return Ok(());
-        }
-        Err(error) if is_not_found(&error) => {}
-        Err(error) => return Err(error),
-    }
-    let channel = connection.create_channel().await?;
-    channel
-        .queue_declare(queue.into(), QueueDeclareOptions::durable(), arguments)
-        .await?;
-    let _ = channel.close(200, "declared".into()).await;
-    Ok(())
+/// Declares on one channel, opening a fresh one after a refusal (which closes it).
+struct Declarer<'c> {
+    connection: &'c Connection,
+    channel: Channel,
 }
 
-fn is_not_found(error: &lapin::Error) -> bool {
-    matches!(error.kind(), lapin::ErrorKind::ProtocolError(amqp) if amqp.get_id() == 404)
+impl<'c> Declarer<'c> {
+    async fn open(connection: &'c Connection) -> lapin::Result<Self> {
+        Ok(Self {
+            connection,
+            channel: connection.create_channel().await?,
+        })
+    }
+
+    /// Declares `queue` with `arguments`; if RabbitMQ refuses because the queue exists with
+    /// other arguments (an older version's, a changed setting), the existing queue is used as it
+    /// is: a passive declaration checks it is there.
+    async fn ensure(&mut self, queue: &str, arguments: FieldTable) -> lapin::Result<()> {
+        let declared = self
+            .channel
+            .queue_declare(queue.into(), QueueDeclareOptions::durable(), arguments)
+            .await;
+        match declared {
+            Ok(_) => Ok(()),
+            Err(error) if is_precondition_failed(&error) => {
+                tracing::warn!(
+                    queue,
+                    "the queue exists with other arguments than this version declares; using it as it is"
+                );
+                self.channel = self.connection.create_channel().await?;
+                let passive = QueueDeclareOptions {
+                    passive: true,
+                    ..QueueDeclareOptions::default()
+                };
+                self.channel
+                    .queue_declare(queue.into(), passive, FieldTable::default())
+                    .await?;
+                Ok(())
+            }
+            Err(error) => Err(error),
+        }
+    }
+
+    async fn bind(&self, queue: &str, exchange: &str, routing_key: &str) -> lapin::Result<()> {
+        self.channel
+            .queue_bind(
+                queue.into(),
+                exchange.into(),
+                routing_key.into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+    }
+
+    async fn close(self) {
+        let _ = self.channel.close(200, "topology declared".into()).await;
+    }
+}
+
+fn is_precondition_failed(error: &lapin::Error) -> bool {
+    matches!(error.kind(), lapin::ErrorKind::ProtocolError(amqp) if amqp.get_id() == 406)
 }
 
 fn queue_type(kind: &str) -> FieldTable {
