@@ -445,6 +445,76 @@ async fn a_verified_event_naming_another_account_is_refused_and_not_stored() {
     assert_eq!(first.data, marker.as_bytes(), "a forged event was stored");
 }
 
+/// Posts `body` signed with `secret`, with a replay claim signed by `claim_secret`.
+async fn post_with_claim(
+    app: &TestApp,
+    secret: &str,
+    claim_secret: &str,
+    claim: &relay_core::binding::ReplayClaim,
+    body: &str,
+) -> reqwest::Response {
+    use relay_core::binding::replay_header;
+    let timestamp = unix_now();
+    let claim_signature = zoom_api::webhook::sign_message(
+        &secrecy::SecretString::from(claim_secret),
+        claim
+            .signed_text(&timestamp.to_string(), body.as_bytes())
+            .as_bytes(),
+    );
+    app.http
+        .post(app.url("/zoom/webhook"))
+        .header("content-type", "application/json")
+        .header("x-zm-request-timestamp", timestamp.to_string())
+        .header(
+            "x-zm-signature",
+            zoom_signature(secret, timestamp, body.as_bytes()),
+        )
+        .header(replay_header::JOB, &claim.job)
+        .header(replay_header::FLAGS, claim.flags())
+        .header(replay_header::SIGNATURE, claim_signature)
+        .body(body.to_owned())
+        .send()
+        .await
+        .expect("request sent")
+}
+
+#[tokio::test]
+async fn a_replay_claim_binds_the_event_as_a_replay_only_when_signed_with_the_same_token() {
+    let mut app = TestApp::spawn().await;
+    let claim = relay_core::binding::ReplayClaim::new("job-42", true, false);
+    // A claim to delete, signed with another account's token, on a body acme signed.
+    let forged = recording_completed("forged-claim");
+    let response = post_with_claim(&app, ACME_TOKEN, GLOBEX_TOKEN, &claim, &forged).await;
+    assert_eq!(
+        error_code(response).await,
+        (401, "invalid_replay_claim".into())
+    );
+
+    let replayed = recording_completed("replayed");
+    let response = post_with_claim(&app, ACME_TOKEN, ACME_TOKEN, &claim, &replayed).await;
+    assert_eq!(response.status(), 200);
+    let delivery = app.tap.next(WAIT).await.expect("stored");
+    assert_eq!(
+        delivery.data,
+        replayed.as_bytes(),
+        "the forged claim stored nothing"
+    );
+    let text = |key: &str| header(&delivery, key).cloned();
+    assert_eq!(
+        text("origin"),
+        Some(AMQPValue::LongString(LongString::from("replay")))
+    );
+    assert_eq!(
+        text("replay_job"),
+        Some(AMQPValue::LongString(LongString::from("job-42")))
+    );
+    assert_eq!(text("allow_delete"), Some(AMQPValue::LongLongInt(1)));
+    assert_eq!(
+        text("account"),
+        Some(AMQPValue::LongString(LongString::from("acme")))
+    );
+}
+
 #[tokio::test]
 async fn accepts_previous_and_current_secret_during_rotation() {
     let mut app = TestApp::spawn().await;

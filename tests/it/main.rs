@@ -4,7 +4,11 @@
 mod broker_outage;
 mod helpers;
 mod ingress;
+mod media;
 mod pipeline;
+mod reconcile;
+mod replay;
+mod status;
 mod stores;
 mod topology;
 mod zoom_client;

@@ -17,7 +17,7 @@ use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
 use prometheus_client::registry::Registry;
 use relay_core::broker::{Broker, StageName, Topology};
-use relay_core::consumer::{self, Stage};
+use relay_core::consumer::{self, BrokerOutbox, Stage};
 use relay_core::metrics::StageMetrics;
 use relay_core::shutdown::CancellationToken;
 use relay_ingress::{Ingress, WebhookAccount};
@@ -55,16 +55,22 @@ pub enum Component {
     Assemble,
     Upload,
     Cleanup,
+    /// Lists recordings through Zoom's API and hands over what webhooks did not bring.
+    Reconcile,
+    /// The status page, JSON API and status series (`[status] listen`).
+    Status,
 }
 
 impl Component {
-    pub const ALL: [Component; 6] = [
+    pub const ALL: [Component; 8] = [
         Self::Ingress,
         Self::Plan,
         Self::Download,
         Self::Assemble,
         Self::Upload,
         Self::Cleanup,
+        Self::Reconcile,
+        Self::Status,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -75,7 +81,14 @@ impl Component {
             Self::Assemble => "assemble",
             Self::Upload => "upload",
             Self::Cleanup => "cleanup",
+            Self::Reconcile => "reconcile",
+            Self::Status => "status",
         }
+    }
+
+    /// Whether it needs the pipeline's shared parts (accounts, their Zoom clients, staging).
+    fn uses_pipeline(self) -> bool {
+        self.stage().is_some() || self == Self::Reconcile
     }
 
     /// The pipeline stage this component consumes for, if it is one.
@@ -87,12 +100,16 @@ impl Component {
             Self::Assemble => Some(StageName::Assemble),
             Self::Upload => Some(StageName::Upload),
             Self::Cleanup => Some(StageName::Cleanup),
+            Self::Reconcile => None,
+            Self::Status => None,
         }
     }
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
+    #[error("RabbitMQ did not answer within amqp.connect_timeout")]
+    Broker,
     #[error("{component}: {source}")]
     Pipeline {
         component: &'static str,
@@ -115,6 +132,14 @@ pub struct RunError {
 
 type Runner = Box<dyn FnOnce(CancellationToken) -> BoxFuture<'static, Result<(), RunError>> + Send>;
 
+/// Each component's metric families, registered once in the process's registry.
+struct Metrics {
+    ingress: relay_ingress::Metrics,
+    reconcile: relay_reconcile::Metrics,
+    /// The status view, when the status component runs: its series are computed from it.
+    status: Option<relay_status::StatusState>,
+}
+
 /// A process: its shared parts and the components it runs.
 pub struct App {
     broker: Broker,
@@ -122,6 +147,7 @@ pub struct App {
     runners: Vec<(&'static str, Runner)>,
     ingress_port: Option<u16>,
     admin_port: u16,
+    status_port: Option<u16>,
 }
 
 impl App {
@@ -135,9 +161,18 @@ impl App {
         let mut registry = Registry::default();
         let stage_metrics = StageMetrics::register(&mut registry);
         let ingress_metrics = relay_ingress::Metrics::register(&mut registry);
+        let reconcile_metrics = relay_reconcile::Metrics::register(&mut registry);
+        let status = components.contains(&Component::Status).then(|| {
+            let state = relay_status::StatusState::new(
+                relay_status::state::fold_settings(&settings.status, &settings.accounts),
+                broker.topology().clone(),
+            );
+            relay_status::metrics::register(&state, &mut registry);
+            state
+        });
         let registry = Arc::new(registry);
 
-        let shared = if components.iter().any(|c| c.stage().is_some()) {
+        let shared = if components.iter().any(|c| c.uses_pipeline()) {
             let pipeline_error = |source| StartError::Pipeline {
                 component: "pipeline",
                 source,
@@ -163,15 +198,31 @@ impl App {
             runners: Vec::new(),
             ingress_port: None,
             admin_port: 0,
+            status_port: None,
+        };
+        let metrics = Metrics {
+            ingress: ingress_metrics,
+            reconcile: reconcile_metrics,
+            status,
         };
         for component in components {
-            app.register(
-                *component,
-                &settings,
-                shared.as_ref(),
-                &ingress_metrics,
-                &registry,
-            )?;
+            app.register(*component, &settings, shared.as_ref(), &metrics, &registry)?;
+        }
+        // Every process holding Zoom clients tells the status stream how each account fares.
+        if let Some(shared) = &shared {
+            let broker = app.broker.clone();
+            let accounts = relay_status::report::pipeline_accounts(&shared.accounts);
+            let interval = settings.status.report_interval;
+            app.runners.push((
+                "account-report",
+                Box::new(move |shutdown| {
+                    async move {
+                        relay_status::report::run(broker, accounts, interval, shutdown).await;
+                        Ok(())
+                    }
+                    .boxed()
+                }),
+            ));
         }
         let admin =
             admin::Admin::build(settings.admin.listen, broker, registry).map_err(|source| {
@@ -203,7 +254,7 @@ impl App {
         component: Component,
         settings: &Settings,
         shared: Option<&Shared>,
-        ingress_metrics: &relay_ingress::Metrics,
+        metrics: &Metrics,
         registry: &Arc<Registry>,
     ) -> Result<(), StartError> {
         let name = component.as_str();
@@ -226,7 +277,7 @@ impl App {
                     &settings.ingress,
                     &accounts,
                     self.broker.clone(),
-                    ingress_metrics.clone(),
+                    metrics.ingress.clone(),
                     registry.clone(),
                 )
                 .map_err(|source| StartError::Bind {
@@ -268,6 +319,54 @@ impl App {
                 shared,
                 shared.settings.cleanup,
             ),
+            (Component::Reconcile, Some(shared)) => {
+                let reconciler = relay_reconcile::Reconciler::new(
+                    shared,
+                    Arc::new(BrokerOutbox::new(self.broker.clone())),
+                    settings.reconcile.clone(),
+                    metrics.reconcile.clone(),
+                );
+                Box::new(move |shutdown| {
+                    async move {
+                        reconciler.run(shutdown).await;
+                        Ok(())
+                    }
+                    .boxed()
+                })
+            }
+            (Component::Status, _) => {
+                let state = metrics.status.clone().ok_or_else(|| {
+                    pipeline(PipelineStartError::Requirement(
+                        "the status view was not built".into(),
+                    ))
+                })?;
+                let server = relay_status::server::StatusServer::build(
+                    &settings.status,
+                    state,
+                    self.broker.settings(),
+                    self.broker.management().cloned(),
+                )
+                .map_err(|error| match error {
+                    relay_status::server::StartError::Bind { address, source } => {
+                        StartError::Bind {
+                            what: "the status listener",
+                            address,
+                            source,
+                        }
+                    }
+                    refused => pipeline(PipelineStartError::Requirement(refused.to_string())),
+                })?;
+                self.status_port = Some(server.port());
+                Box::new(move |shutdown| {
+                    async move {
+                        server.run(shutdown).await.map_err(|error| RunError {
+                            component: "status",
+                            reason: error.to_string(),
+                        })
+                    }
+                    .boxed()
+                })
+            }
             (_, None) => {
                 return Err(pipeline(PipelineStartError::Requirement(
                     "the pipeline's shared parts were not built".into(),
@@ -306,6 +405,11 @@ impl App {
         self.admin_port
     }
 
+    /// The status page's port, when the status component runs here.
+    pub fn status_port(&self) -> Option<u16> {
+        self.status_port
+    }
+
     pub fn broker(&self) -> &Broker {
         &self.broker
     }
@@ -340,5 +444,56 @@ impl App {
         }
         self.broker_shutdown.cancel();
         outcome
+    }
+}
+
+/// The parts a one-shot command needs (`reconcile --once`, `backfill`, `import`): a broker
+/// connection, ready, and a reconciler over it.
+pub struct Oneshot {
+    pub reconciler: relay_reconcile::Reconciler,
+    broker_shutdown: CancellationToken,
+}
+
+impl Oneshot {
+    pub async fn connect(settings: &Settings) -> Result<Self, StartError> {
+        let broker_shutdown = CancellationToken::new();
+        let topology = Topology::new(&settings.amqp, &settings.pipeline.retry_delays());
+        let broker = Broker::start(&settings.amqp, topology, broker_shutdown.clone());
+        if !broker.wait_ready(settings.amqp.connect_timeout).await {
+            broker_shutdown.cancel();
+            return Err(StartError::Broker);
+        }
+        let pipeline_error = |source| StartError::Pipeline {
+            component: "pipeline",
+            source,
+        };
+        let mut registry = Registry::default();
+        let shared = Shared {
+            accounts: Accounts::new(&settings.accounts, &settings.zoom)
+                .map_err(|error| pipeline_error(error.into()))?,
+            staging: Staging::new(
+                &settings.pipeline.staging,
+                &settings.pipeline.staging_options,
+            )
+            .map_err(|error| pipeline_error(error.into()))?,
+            settings: Arc::new(settings.pipeline.clone()),
+            metrics: StageMetrics::register(&mut registry),
+        };
+        let reconciler = relay_reconcile::Reconciler::new(
+            &shared,
+            Arc::new(BrokerOutbox::new(broker)),
+            settings.reconcile.clone(),
+            relay_reconcile::Metrics::register(&mut registry),
+        );
+        Ok(Self {
+            reconciler,
+            broker_shutdown,
+        })
+    }
+}
+
+impl Drop for Oneshot {
+    fn drop(&mut self) {
+        self.broker_shutdown.cancel();
     }
 }

@@ -46,6 +46,10 @@ pub struct Settings {
     pub sim: SimSettings,
     #[serde(default)]
     pub pipeline: PipelineSettings,
+    #[serde(default)]
+    pub reconcile: relay_reconcile::ReconcileSettings,
+    #[serde(default)]
+    pub status: relay_status::StatusSettings,
     /// One entry per Zoom account (its Server-to-Server OAuth app).
     #[serde(default)]
     pub accounts: Vec<AccountSettings>,
@@ -118,6 +122,8 @@ impl Settings {
             .validate()
             .map_err(|error| InvalidSetting::new(format!("zoom.{}", error.key), error.reason))?;
         self.pipeline.validate()?;
+        self.reconcile.validate()?;
+        self.status.validate()?;
         validate_accounts(&self.accounts)
     }
 
@@ -257,6 +263,9 @@ mod tests {
         full.amqp.management_url = Some("http://127.0.0.1:15672".into());
         full.ingress.workers = Some(2);
         full.sim.public_url = Some("http://127.0.0.1:9090".into());
+        full.status.bearer_token = Some("token".into());
+        full.status.username = Some("ops".into());
+        full.status.password = Some("password".into());
         let known: toml::Value =
             toml::from_str(&full.to_redacted_toml()).expect("settings print as TOML");
         let mut expected = BTreeSet::new();

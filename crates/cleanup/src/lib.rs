@@ -170,7 +170,15 @@ impl Stage for Cleanup {
                 replay_job = binding.replay_job,
                 "kept at Zoom: a replayed event deletes only with --allow-delete"
             );
-            return Ok(());
+            // Cleanup is done with it all the same: status must not show it waiting here.
+            return context
+                .record(
+                    Transition::new(binding, uuid, State::Uploaded, "cleanup").detail(json!({
+                        "deleted": [], "kept": [], "listed": true,
+                        "reason": "a replayed event deletes only with --allow-delete",
+                    })),
+                )
+                .await;
         }
         let due = task.uploaded_at + TimeDelta::days(i64::from(account.settings.delete_after_days));
         let now = Utc::now();
@@ -294,7 +302,15 @@ impl Stage for Cleanup {
                     kept = ?kept,
                     "nothing deleted at Zoom: no listed file is archived and verified"
                 );
-                return Ok(());
+                // Done, keeping everything: recorded so status does not show it waiting here.
+                return context
+                    .record(
+                        Transition::new(binding, uuid, State::Uploaded, "cleanup").detail(json!({
+                            "action": action.as_str(), "deleted": [], "kept": kept, "listed": true,
+                            "reason": "no listed file is archived and verified",
+                        })),
+                    )
+                    .await;
             }
             Some(decision) => {
                 let kept: Vec<String> = decision

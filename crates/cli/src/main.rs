@@ -1,6 +1,7 @@
 //! `zoom-relay`: parses the command line, loads the settings, sets up logging, and hands the
 //! chosen components to the composition root (`relay_app::App`). Nothing else lives here.
 
+mod replay;
 mod sim;
 
 use std::path::PathBuf;
@@ -8,8 +9,9 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use relay_app::{App, Component, Settings};
+use relay_app::{App, Component, Oneshot, Settings};
 use relay_core::shutdown;
+use relay_reconcile::Handover;
 use zoom_api::ZoomClient;
 use zoom_api::client::Capability;
 
@@ -42,6 +44,42 @@ enum Command {
     Upload,
     /// Delete cloud recordings whose upload is verified (accounts with delete_after_upload).
     Cleanup,
+    /// List every account's recordings through Zoom's API and hand over what webhooks did not
+    /// bring; every `reconcile.interval`, or one pass with `--once` (for a cron job).
+    Reconcile {
+        #[arg(long)]
+        once: bool,
+    },
+    /// Reconcile one account over a fixed range of dates (a new installation, an incident).
+    Backfill {
+        #[arg(long)]
+        account: String,
+        /// First day (UTC), YYYY-MM-DD.
+        #[arg(long)]
+        from: chrono::NaiveDate,
+        /// Last day (UTC), YYYY-MM-DD, inclusive.
+        #[arg(long)]
+        to: chrono::NaiveDate,
+        /// Print what would be handed over (meetings, files, bytes); send nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Hand one meeting over now: a uuid, or a numeric meeting id (every past instance).
+    Import {
+        #[arg(long)]
+        account: String,
+        #[arg(long)]
+        meeting: String,
+        /// Also when it is archived already.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Serve the status page and JSON API on `[status] listen`; with --summary or --meeting,
+    /// print the same facts for a terminal (--json for scripts) and exit.
+    Status(relay_status::cli::StatusArgs),
+    /// Send archived or dead-lettered events again: to a staging ingress or broker, a file,
+    /// or (dead letters) back into their stage. See docs/replay.md.
+    Replay(Box<replay::ReplayArgs>),
     /// The ingress and every stage in one process: a whole single-machine deployment.
     Run,
     /// Check every account's credentials against Zoom: token, a cheap read, needed scopes.
@@ -64,6 +102,60 @@ async fn main() -> anyhow::Result<ExitCode> {
         Command::Assemble => &[Component::Assemble],
         Command::Upload => &[Component::Upload],
         Command::Cleanup => &[Component::Cleanup],
+        Command::Reconcile { once: false } => &[Component::Reconcile],
+        Command::Reconcile { once: true } => {
+            let oneshot = Oneshot::connect(&settings).await.context("starting")?;
+            let summaries = oneshot.reconciler.once().await;
+            relay_reconcile::println_summary("reconcile", &summaries);
+            let failed = summaries.iter().any(|summary| summary.error.is_some());
+            return Ok(if failed {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            });
+        }
+        Command::Backfill {
+            account,
+            from,
+            to,
+            dry_run,
+        } => {
+            relay_reconcile::Reconciler::check_range(from, to)?;
+            let oneshot = Oneshot::connect(&settings).await.context("starting")?;
+            let reconciler = &oneshot.reconciler;
+            let account = reconciler.account(&account)?;
+            let handover = if dry_run {
+                Handover::DryRun
+            } else {
+                Handover::Send(relay_core::Origin::Reconcile)
+            };
+            let summary = reconciler.pass(account, from, to, handover, None).await?;
+            relay_reconcile::println_summary("backfill", &[summary]);
+            return Ok(ExitCode::SUCCESS);
+        }
+        Command::Import {
+            account,
+            meeting,
+            force,
+        } => {
+            let oneshot = Oneshot::connect(&settings).await.context("starting")?;
+            let reconciler = &oneshot.reconciler;
+            let account = reconciler.account(&account)?;
+            let summary = reconciler.import(account, &meeting, force).await?;
+            relay_reconcile::println_summary("import", &[summary]);
+            return Ok(ExitCode::SUCCESS);
+        }
+        Command::Status(arguments) if arguments.is_query() => {
+            let inputs = relay_status::cli::Inputs {
+                status: &settings.status,
+                amqp: &settings.amqp,
+                retry_delays: &settings.pipeline.retry_delays(),
+                accounts: &settings.accounts,
+            };
+            return Ok(relay_status::cli::run(&arguments, inputs).await);
+        }
+        Command::Status(_) => &[Component::Status],
+        Command::Replay(arguments) => return replay::run(&settings, *arguments).await,
         Command::Run => &Component::ALL,
         Command::Check => return check(&settings).await,
         Command::Sim(arguments) => {
@@ -104,6 +196,16 @@ async fn check(settings: &Settings) -> anyhow::Result<ExitCode> {
         }
         for capability in &report.missing {
             println!("        needs {}", capability.describe());
+        }
+        if report.result.is_ok() {
+            // Which listing reconciliation will use for this account.
+            let today = chrono::Utc::now().date_naive();
+            match client.account_recordings(today, today).await {
+                Ok(_) => println!("        listing: account-wide"),
+                Err(error) => {
+                    println!("        listing: user by user (account-wide refused: {error})")
+                }
+            }
         }
         healthy &= report.result.is_ok() && report.missing.is_empty();
     }

@@ -172,6 +172,133 @@ impl Binding {
     }
 }
 
+/// What a replay claims for the deliveries it sends to an ingress (`zoom-relay replay
+/// --to-url`): the job, and whether its events may delete or must be reprocessed. The ingress
+/// accepts the claim only when it is signed with the same secret token as the delivery and
+/// bound to the delivery's timestamp and body, and then binds the event as a replay.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplayClaim {
+    pub job: String,
+    pub allow_delete: bool,
+    pub force: bool,
+}
+
+/// HTTP headers carrying a [`ReplayClaim`].
+pub mod replay_header {
+    pub const JOB: &str = "x-zoom-relay-replay-job";
+    /// Comma-separated: `allow-delete`, `force`; empty for neither.
+    pub const FLAGS: &str = "x-zoom-relay-replay-flags";
+    /// hex HMAC-SHA256, with the delivery's secret token, of [`super::ReplayClaim::signed_text`].
+    pub const SIGNATURE: &str = "x-zoom-relay-replay-signature";
+}
+
+/// Longest replay job id: it becomes a header and part of message ids.
+pub const MAX_JOB_ID: usize = 64;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReplayClaimError {
+    #[error("a replay claim needs all of x-zoom-relay-replay-job, -flags and -signature")]
+    Incomplete,
+    #[error("the replay job id is empty, longer than 64 characters or not [A-Za-z0-9._-]")]
+    InvalidJob,
+    #[error("unknown replay flag `{0}`")]
+    UnknownFlag(String),
+    #[error("the replay claim's signature does not match")]
+    InvalidSignature,
+}
+
+impl ReplayClaim {
+    pub fn new(job: impl Into<String>, allow_delete: bool, force: bool) -> Self {
+        Self {
+            job: job.into(),
+            allow_delete,
+            force,
+        }
+    }
+
+    pub fn flags(&self) -> String {
+        let mut flags = Vec::new();
+        if self.allow_delete {
+            flags.push("allow-delete");
+        }
+        if self.force {
+            flags.push("force");
+        }
+        flags.join(",")
+    }
+
+    /// What the signature covers: the claim, bound to the delivery's timestamp and body so it
+    /// cannot be moved onto another delivery.
+    pub fn signed_text(&self, timestamp: &str, body: &[u8]) -> String {
+        use sha2::Digest;
+        format!(
+            "zoom-relay-replay:v1:{timestamp}:{}:{}:{}",
+            self.job,
+            self.flags(),
+            hex::encode(sha2::Sha256::digest(body))
+        )
+    }
+
+    /// Reads a claim from a request's headers: `None` when it carries none. `verify` checks a
+    /// signature over a text with the delivery's secret token.
+    pub fn from_request(
+        job: Option<&str>,
+        flags: Option<&str>,
+        signature: Option<&str>,
+        timestamp: &str,
+        body: &[u8],
+        verify: impl FnOnce(&[u8], &str) -> bool,
+    ) -> Result<Option<Self>, ReplayClaimError> {
+        let (job, flags, signature) = match (job, flags, signature) {
+            (None, None, None) => return Ok(None),
+            (Some(job), Some(flags), Some(signature)) => (job, flags, signature),
+            _ => return Err(ReplayClaimError::Incomplete),
+        };
+        if !is_job_id(job) {
+            return Err(ReplayClaimError::InvalidJob);
+        }
+        let mut claim = Self::new(job, false, false);
+        for flag in flags
+            .split(',')
+            .map(str::trim)
+            .filter(|flag| !flag.is_empty())
+        {
+            match flag {
+                "allow-delete" => claim.allow_delete = true,
+                "force" => claim.force = true,
+                other => {
+                    return Err(ReplayClaimError::UnknownFlag(
+                        other.chars().take(32).collect(),
+                    ));
+                }
+            }
+        }
+        if !verify(claim.signed_text(timestamp, body).as_bytes(), signature) {
+            return Err(ReplayClaimError::InvalidSignature);
+        }
+        Ok(Some(claim))
+    }
+
+    /// Binds a message as this replay's.
+    pub fn apply(&self, binding: &mut Binding) {
+        binding.origin = Origin::Replay;
+        binding.replay_job = Some(self.job.clone());
+        binding.allow_delete = self.allow_delete;
+        binding.force = self.force;
+    }
+}
+
+/// A replay job id: 1–64 of `[A-Za-z0-9._-]` (it names a state file and travels in headers).
+pub fn is_job_id(job: &str) -> bool {
+    !job.is_empty()
+        && job.len() <= MAX_JOB_ID
+        && job
+            .bytes()
+            .all(|byte| byte.is_ascii_alphanumeric() || matches!(byte, b'.' | b'_' | b'-'))
+        && job != "."
+        && job != ".."
+}
+
 /// A string header, whichever string type the publisher used.
 pub fn text_header(headers: &FieldTable, key: &str) -> Option<String> {
     match headers.inner().get(key)? {
@@ -260,6 +387,76 @@ mod tests {
             Binding::from_headers(Some(&headers)),
             Err(BindingError::UnknownOrigin("forged".into()))
         );
+    }
+
+    fn read_claim(
+        job: Option<&str>,
+        flags: Option<&str>,
+        signature: Option<&str>,
+        body: &[u8],
+    ) -> Result<Option<ReplayClaim>, ReplayClaimError> {
+        ReplayClaim::from_request(
+            job,
+            flags,
+            signature,
+            "1700000000",
+            body,
+            |text, signature| signature == format!("sig({})", String::from_utf8_lossy(text)),
+        )
+    }
+
+    #[test]
+    fn a_replay_claim_binds_only_when_signed_over_this_body() {
+        let claim = ReplayClaim::new("job-1", true, false);
+        let signature = format!("sig({})", claim.signed_text("1700000000", b"body"));
+        let read = read_claim(
+            Some("job-1"),
+            Some("allow-delete"),
+            Some(&signature),
+            b"body",
+        );
+        assert_eq!(read, Ok(Some(claim.clone())));
+        // The same claim moved onto another body, or with a flag added, does not verify.
+        assert_eq!(
+            read_claim(
+                Some("job-1"),
+                Some("allow-delete"),
+                Some(&signature),
+                b"other"
+            ),
+            Err(ReplayClaimError::InvalidSignature)
+        );
+        assert_eq!(
+            read_claim(
+                Some("job-1"),
+                Some("allow-delete,force"),
+                Some(&signature),
+                b"body"
+            ),
+            Err(ReplayClaimError::InvalidSignature)
+        );
+        assert_eq!(read_claim(None, None, None, b"body"), Ok(None));
+        assert_eq!(
+            read_claim(Some("job-1"), None, None, b"body"),
+            Err(ReplayClaimError::Incomplete)
+        );
+        assert_eq!(
+            read_claim(Some("../x"), Some(""), Some(&signature), b"body"),
+            Err(ReplayClaimError::InvalidJob)
+        );
+        assert_eq!(
+            read_claim(
+                Some("job-1"),
+                Some("delete-everything"),
+                Some(&signature),
+                b"body"
+            ),
+            Err(ReplayClaimError::UnknownFlag("delete-everything".into()))
+        );
+        let mut binding = Binding::new("acme", "acme-id", Origin::Webhook);
+        claim.apply(&mut binding);
+        assert_eq!(binding.origin, Origin::Replay);
+        assert!(binding.may_delete());
     }
 
     #[test]

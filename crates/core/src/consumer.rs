@@ -46,7 +46,7 @@ use crate::binding::{Binding, header, int_header, set_int, set_text};
 use crate::broker::{Broker, Outgoing, PublishError, Session, StageName, Topology};
 use crate::failure::{Code, StageError};
 use crate::metrics::StageMetrics;
-use crate::status::{State, Transition};
+use crate::status::{State, StatusMessage, Transition};
 
 /// How long a delivery whose outcome could not be republished waits before it is returned.
 const REPUBLISH_BACKOFF: Duration = Duration::from_secs(5);
@@ -95,8 +95,8 @@ pub trait Outbox: Send + Sync {
         headers: FieldTable,
     ) -> BoxFuture<'_, Result<(), PublishError>>;
 
-    /// Publishes a transition to the status stream, confirmed.
-    fn record(&self, transition: &Transition) -> BoxFuture<'_, Result<(), PublishError>>;
+    /// Publishes a transition or a report to the status stream, confirmed.
+    fn record(&self, message: StatusMessage) -> BoxFuture<'_, Result<(), PublishError>>;
 }
 
 /// What a handler may use besides its own state.
@@ -163,7 +163,7 @@ impl Context {
     /// Records a meeting's transition in the status stream, confirmed.
     pub async fn record(&self, transition: Transition) -> Result<(), StageError> {
         self.outbox
-            .record(&transition)
+            .record(StatusMessage::Transition(transition))
             .await
             .map_err(|error| StageError::from_error(Code::PublishFailed, &error))
     }
@@ -201,18 +201,8 @@ impl Outbox for BrokerOutbox {
         })
     }
 
-    fn record(&self, transition: &Transition) -> BoxFuture<'_, Result<(), PublishError>> {
-        let body = serde_json::to_vec(transition).unwrap_or_default();
-        let account = transition.account.clone();
-        Box::pin(async move {
-            let stream = self.broker.topology().status_stream();
-            self.broker
-                .publisher()
-                .publish(
-                    Outgoing::new("", &stream, &body).header(header::ACCOUNT, account.as_str()),
-                )
-                .await
-        })
+    fn record(&self, message: StatusMessage) -> BoxFuture<'_, Result<(), PublishError>> {
+        Box::pin(async move { message.publish(&self.broker).await })
     }
 }
 
@@ -698,7 +688,11 @@ impl<S: Stage> Worker<S> {
             transition.code = Some(code.as_str().to_owned());
             transition.reason = Some(reason.to_owned());
             transition.attempt = Some(attempt);
-            if let Err(error) = self.outbox.record(&transition).await {
+            if let Err(error) = self
+                .outbox
+                .record(StatusMessage::Transition(transition))
+                .await
+            {
                 warn!(%error, "could not record the failure in the status stream");
             }
         }

@@ -102,7 +102,9 @@ codes! {
     NoManifest = "no_manifest", false;
     /// A file is not at the destination with its recorded size: nothing is deleted at Zoom.
     NotVerified = "not_verified", true;
-    /// The file is not playable media (ffprobe's integrity check).
+    /// An MP4 or M4A failed ffprobe's integrity check (`verify_media`): unreadable, or cut
+    /// short. After the last attempt the file stays at Zoom, listed as missing, and the rest of
+    /// the meeting is archived.
     MediaBroken = "media_broken", true;
     /// Cleanup waits: the account's grace period, or another worker deleting the same meeting.
     Waiting = "waiting", true;

@@ -1,11 +1,19 @@
-//! What happened to a meeting, one transition at a time: stages publish each to the status stream
-//! (confirmed, before they ack their input), and `zoom-relay status` folds the stream into every
-//! meeting's state. The state machine and its guards live with the fold; this is the message.
+//! What the status stream carries: every meeting's transitions, one at a time, and the accounts'
+//! reports. Stages publish each transition (confirmed, before they ack their input); processes
+//! that hold Zoom clients publish an [`AccountReport`] now and then; reconciliation publishes a
+//! [`ReconcileReport`] after each pass. `zoom-relay status` (`relay-status`) folds the stream into
+//! every meeting's state and every account's health. The state machine and its guards live with
+//! the fold; this is the message.
+//!
+//! A [`Transition`] is written as it always was (no `kind` field), so readers of older streams and
+//! older writers keep working; reports carry `"kind": "account_report"` or `"reconcile_report"`
+//! ([`StatusMessage`]). A reader skips a kind it does not know.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::binding::Binding;
+use crate::binding::{Binding, header};
+use crate::broker::{Broker, Outgoing, PublishError};
 
 /// A meeting's (or one file's) state. Order matters: a meeting never moves back to an earlier
 /// state because of a late or repeated event (see the fold in `relay-status`).
@@ -33,6 +41,22 @@ pub enum State {
 }
 
 impl State {
+    pub const ALL: [State; 9] = [
+        Self::Received,
+        Self::Planned,
+        Self::Staged,
+        Self::Assembled,
+        Self::Uploaded,
+        Self::Deleted,
+        Self::Skipped,
+        Self::Failed,
+        Self::Updated,
+    ];
+
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|state| state.as_str() == text)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Received => "received",
@@ -119,4 +143,223 @@ pub fn process_name() -> String {
         format!("{host}:{}", std::process::id())
     })
     .clone()
+}
+
+/// Everything the status stream carries.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StatusMessage {
+    Transition(Transition),
+    Account(AccountReport),
+    Reconcile(ReconcileReport),
+}
+
+/// The `kind` of a report in the stream; transitions have none.
+#[derive(Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+enum TaggedRef<'a> {
+    AccountReport(&'a AccountReport),
+    ReconcileReport(&'a ReconcileReport),
+}
+
+#[derive(Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+enum Tagged {
+    AccountReport(AccountReport),
+    ReconcileReport(ReconcileReport),
+}
+
+#[derive(Deserialize)]
+struct Kind {
+    #[serde(default)]
+    kind: Option<String>,
+}
+
+impl StatusMessage {
+    pub fn to_json(&self) -> Vec<u8> {
+        let encoded = match self {
+            Self::Transition(transition) => serde_json::to_vec(transition),
+            Self::Account(report) => serde_json::to_vec(&TaggedRef::AccountReport(report)),
+            Self::Reconcile(report) => serde_json::to_vec(&TaggedRef::ReconcileReport(report)),
+        };
+        // Plain structs of strings, numbers and dates: serialising cannot fail.
+        encoded.unwrap_or_default()
+    }
+
+    /// A message as read from the stream. A body without `kind` is a transition; an unknown
+    /// `kind` (a newer writer's) is an error the reader skips.
+    pub fn from_json(body: &[u8]) -> Result<Self, serde_json::Error> {
+        let kind: Kind = serde_json::from_slice(body)?;
+        match kind.kind.as_deref() {
+            None | Some("transition") => serde_json::from_slice(body).map(Self::Transition),
+            Some(_) => serde_json::from_slice(body).map(|tagged| match tagged {
+                Tagged::AccountReport(report) => Self::Account(report),
+                Tagged::ReconcileReport(report) => Self::Reconcile(report),
+            }),
+        }
+    }
+
+    /// The account it is about.
+    pub fn account(&self) -> &str {
+        match self {
+            Self::Transition(transition) => &transition.account,
+            Self::Account(report) => &report.account,
+            Self::Reconcile(report) => &report.account,
+        }
+    }
+
+    fn kind(&self) -> &'static str {
+        match self {
+            Self::Transition(_) => "transition",
+            Self::Account(_) => "account_report",
+            Self::Reconcile(_) => "reconcile_report",
+        }
+    }
+
+    /// Publishes to the status stream, confirmed. Headers `account` and `kind` let a reader
+    /// filter without decoding.
+    pub async fn publish(&self, broker: &Broker) -> Result<(), PublishError> {
+        let body = self.to_json();
+        let stream = broker.topology().status_stream();
+        broker
+            .publisher()
+            .publish(
+                Outgoing::new("", &stream, &body)
+                    .header(header::ACCOUNT, self.account())
+                    .header("kind", self.kind()),
+            )
+            .await
+    }
+}
+
+/// One account as one process sees it through its Zoom client: published by every process that
+/// holds Zoom clients, when something changed and at least every few minutes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AccountReport {
+    pub at: DateTime<Utc>,
+    pub account: String,
+    pub account_id: String,
+    /// `host:pid`: reports of one process replace each other.
+    pub process: String,
+    /// Since when this process's counters count (its start).
+    pub since: DateTime<Utc>,
+    pub authorization: Authorization,
+    pub rate_limits: RateLimitReport,
+}
+
+/// Whether Zoom gives this account's app tokens, and with the scopes it needs.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Authorization {
+    /// When the last access token was obtained.
+    #[serde(default)]
+    pub last_token_at: Option<DateTime<Utc>>,
+    /// The last refusal or failure, in Zoom's words (never a secret).
+    #[serde(default)]
+    pub last_error: Option<String>,
+    #[serde(default)]
+    pub last_error_at: Option<DateTime<Utc>>,
+    /// Scopes the features this process uses need and the token lacks, as operators name them.
+    #[serde(default)]
+    pub missing_scopes: Vec<String>,
+}
+
+/// Zoom's rate-limit pressure on this account, as this process met it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RateLimitReport {
+    /// HTTP 429s received since the process started.
+    pub rate_limited: u64,
+    #[serde(default)]
+    pub last_rate_limited_at: Option<DateTime<Utc>>,
+    /// Heavy and Resource-intensive calls today (UTC), and this process's daily cap.
+    pub daily_used: u64,
+    pub daily_cap: u64,
+}
+
+/// One reconciliation pass over an account (the `reconcile` component publishes one per pass).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReconcileReport {
+    /// When the pass ended.
+    pub at: DateTime<Utc>,
+    pub account: String,
+    pub account_id: String,
+    pub process: String,
+    pub started_at: DateTime<Utc>,
+    /// Why the pass failed (credentials, scope, Zoom down); `None` for a complete pass.
+    #[serde(default)]
+    pub error: Option<String>,
+    /// Every recording that ended before this is known to be archived or in flight: the
+    /// account's lag is now minus this.
+    #[serde(default)]
+    pub watermark: Option<DateTime<Utc>>,
+    /// Meetings the pass listed at Zoom.
+    #[serde(default)]
+    pub listed: u64,
+    /// Meetings found neither archived nor in flight, and handed to the pipeline: webhooks that
+    /// were lost.
+    #[serde(default)]
+    pub missing: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::binding::Origin;
+
+    fn transition() -> Transition {
+        let binding = Binding::new("acme", "acme-id", Origin::Webhook);
+        Transition::new(&binding, "u/+1==", State::Planned, "plan")
+            .detail(serde_json::json!({ "topic": "Weekly" }))
+    }
+
+    #[test]
+    fn a_transition_keeps_its_shape_without_a_kind() {
+        let written = StatusMessage::Transition(transition()).to_json();
+        let value: serde_json::Value = serde_json::from_slice(&written).expect("JSON");
+        assert!(value.get("kind").is_none(), "{value}");
+        assert_eq!(value["state"], "planned");
+        assert_eq!(
+            serde_json::to_vec(&transition()).map(|v| v.len()).ok(),
+            Some(written.len()),
+            "byte for byte what stages always wrote"
+        );
+        assert_eq!(
+            StatusMessage::from_json(&written).expect("decodes"),
+            StatusMessage::Transition(serde_json::from_slice(&written).expect("transition"))
+        );
+    }
+
+    #[test]
+    fn reports_round_trip_with_their_kind_and_unknown_kinds_are_refused() {
+        let report = StatusMessage::Account(AccountReport {
+            at: Utc::now(),
+            account: "acme".into(),
+            account_id: "acme-id".into(),
+            process: process_name(),
+            since: Utc::now(),
+            authorization: Authorization {
+                last_error: Some("Invalid client_id or client_secret".into()),
+                ..Authorization::default()
+            },
+            rate_limits: RateLimitReport::default(),
+        });
+        let written = report.to_json();
+        let value: serde_json::Value = serde_json::from_slice(&written).expect("JSON");
+        assert_eq!(value["kind"], "account_report");
+        assert_eq!(StatusMessage::from_json(&written).expect("decodes"), report);
+        let reconcile = StatusMessage::Reconcile(ReconcileReport {
+            at: Utc::now(),
+            account: "acme".into(),
+            account_id: "acme-id".into(),
+            process: process_name(),
+            started_at: Utc::now(),
+            error: None,
+            watermark: Some(Utc::now()),
+            listed: 3,
+            missing: 1,
+        });
+        assert_eq!(
+            StatusMessage::from_json(&reconcile.to_json()).expect("decodes"),
+            reconcile
+        );
+        assert!(StatusMessage::from_json(br#"{"kind":"from_the_future"}"#).is_err());
+    }
 }

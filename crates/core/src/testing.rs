@@ -9,7 +9,7 @@ use lapin::types::FieldTable;
 use crate::binding::Binding;
 use crate::broker::{PublishError, StageName};
 use crate::consumer::{Context, Outbox};
-use crate::status::Transition;
+use crate::status::{StatusMessage, Transition};
 
 /// One message a handler sent on.
 #[derive(Debug, Clone)]
@@ -24,7 +24,7 @@ pub struct Sent {
 #[derive(Default)]
 pub struct RecordingOutbox {
     pub sent: Mutex<Vec<Sent>>,
-    pub transitions: Mutex<Vec<Transition>>,
+    pub recorded: Mutex<Vec<StatusMessage>>,
     pub failing: std::sync::atomic::AtomicBool,
 }
 
@@ -50,7 +50,18 @@ impl RecordingOutbox {
     }
 
     pub fn transitions(&self) -> Vec<Transition> {
-        lock(&self.transitions).clone()
+        lock(&self.recorded)
+            .iter()
+            .filter_map(|message| match message {
+                StatusMessage::Transition(transition) => Some(transition.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Everything recorded in the status stream: transitions and reports.
+    pub fn recorded(&self) -> Vec<StatusMessage> {
+        lock(&self.recorded).clone()
     }
 }
 
@@ -85,13 +96,12 @@ impl Outbox for RecordingOutbox {
         })
     }
 
-    fn record(&self, transition: &Transition) -> BoxFuture<'_, Result<(), PublishError>> {
-        let transition = transition.clone();
+    fn record(&self, message: StatusMessage) -> BoxFuture<'_, Result<(), PublishError>> {
         Box::pin(async move {
             if self.failing.load(std::sync::atomic::Ordering::Relaxed) {
                 return Err(PublishError::Unavailable);
             }
-            lock(&self.transitions).push(transition);
+            lock(&self.recorded).push(message);
             Ok(())
         })
     }

@@ -22,6 +22,8 @@ pub enum IngressError {
         "the event names Zoom account `{named}`, but it was signed with the secret token of another account"
     )]
     AccountMismatch { named: String },
+    #[error("invalid replay claim: {0}")]
+    InvalidReplayClaim(#[from] relay_core::binding::ReplayClaimError),
     #[error("the event's meeting uuid is not one Zoom would send")]
     InvalidMeetingUuid,
     #[error("the body is not JSON")]
@@ -50,6 +52,7 @@ impl IngressError {
             Self::BodyTimeout(_) => "body_timeout",
             Self::Busy => "ingress_busy",
             Self::AccountMismatch { .. } => "account_mismatch",
+            Self::InvalidReplayClaim(_) => "invalid_replay_claim",
             Self::InvalidMeetingUuid => "invalid_meeting_uuid",
             Self::InvalidJson => "invalid_json",
             Self::MissingEvent => "missing_event",
@@ -70,7 +73,7 @@ pub struct ErrorBody<'a> {
 impl ResponseError for IngressError {
     fn status_code(&self) -> StatusCode {
         match self {
-            Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Self::Unauthorized(_) | Self::InvalidReplayClaim(_) => StatusCode::UNAUTHORIZED,
             Self::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             // Zoom retries on anything but 2xx.

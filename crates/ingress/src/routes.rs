@@ -15,7 +15,8 @@ use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
 use bytes::BytesMut;
 use futures_util::StreamExt;
 use prometheus_client::registry::Registry;
-use relay_core::binding::{Binding, Origin, header};
+use relay_core::binding::{Binding, Origin, ReplayClaim, header, replay_header};
+use relay_core::broker::stream::FILTER_VALUE_HEADER;
 use relay_core::broker::{Broker, Outgoing, Publisher};
 use serde_json::json;
 use sha2::{Digest, Sha256};
@@ -122,6 +123,7 @@ async fn webhook(
         event = tracing::field::Empty,
         meeting_uuid = tracing::field::Empty,
         message_id = tracing::field::Empty,
+        replay_job = tracing::field::Empty,
     );
     let outcome = receive(&request, payload, state, keys)
         .instrument(span.clone())
@@ -206,6 +208,16 @@ async fn receive(
         });
     }
 
+    // A replay's claim (its job; may it delete) counts only when the same token signed it.
+    let replay = ReplayClaim::from_request(
+        header_value(replay_header::JOB),
+        header_value(replay_header::FLAGS),
+        header_value(replay_header::SIGNATURE),
+        signed.timestamp(),
+        verified.body(),
+        |text, signature| verified.same_key_signed(text, signature),
+    )?;
+
     if envelope.event == EventName::EndpointUrlValidation.as_str() {
         let plain_token = envelope
             .plain_token()
@@ -234,7 +246,14 @@ async fn receive(
         return Err(IngressError::InvalidMeetingUuid);
     }
     span.record("meeting_uuid", meeting_uuid);
-    let mut headers = Binding::new(&signer.name, &signer.account_id, Origin::Webhook).to_headers();
+    let mut binding = Binding::new(&signer.name, &signer.account_id, Origin::Webhook);
+    if let Some(claim) = &replay {
+        span.record("replay_job", claim.job.as_str());
+        claim.apply(&mut binding);
+    }
+    let mut headers = binding.to_headers();
+    // Lets an archive reader on a broker with stream filtering skip other accounts' chunks.
+    relay_core::binding::set_text(&mut headers, FILTER_VALUE_HEADER, &signer.name);
     relay_core::binding::set_text(&mut headers, header::EVENT, &envelope.event);
     relay_core::binding::set_int(
         &mut headers,

@@ -7,11 +7,13 @@
 //! - [`staging`]: the staging layout whose markers make every stage idempotent.
 //! - [`paths`]: the one function family that turns a recording's identity into keys.
 //! - [`manifest`]: the per-meeting `meeting.json`.
+//! - [`lease`]: one process at a time for a job, across replicas, through staging.
 //!
 //! [`Shared`] is what a stage is built from: the per-process parts the composition root builds
 //! once.
 
 pub mod accounts;
+pub mod lease;
 pub mod manifest;
 pub mod messages;
 pub mod paths;

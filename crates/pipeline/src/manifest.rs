@@ -97,6 +97,47 @@ pub struct ManifestFile {
     pub path: String,
 }
 
+/// One view's join (`concat_media`), as the manifest tells it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Join {
+    /// Zoom's `recording_type`.
+    pub view: String,
+    pub outcome: JoinOutcome,
+    /// How the segments were (or would have been) joined.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub method: Option<JoinMethod>,
+    /// The segments' file ids, in order.
+    pub segments: Vec<String>,
+    /// The joined file's `file_id` in `concatenated`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file_id: Option<String>,
+    /// The joined file's duration as ffprobe reads it, seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_seconds: Option<f64>,
+    /// Why it was skipped, or re-encoded: the differing stream parameters, ffmpeg's error, a
+    /// failed verification.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JoinOutcome {
+    /// Joined and verified: listed in `concatenated`.
+    Joined,
+    /// Not joined: the view's segments are the recording.
+    Skipped,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JoinMethod {
+    /// ffmpeg's concat demuxer, streams copied: the segments' own bytes, no quality loss.
+    Copy,
+    /// Decoded and encoded again (H.264/AAC), because the segments' streams differ.
+    Reencode,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Segment {
     pub index: u32,
@@ -131,8 +172,13 @@ pub struct Manifest {
     pub chat: Vec<ManifestFile>,
     pub participant_audio: Vec<ManifestFile>,
     pub other: Vec<ManifestFile>,
-    /// One file per view joined from all segments (ffmpeg, stream copy), when enabled.
+    /// One file per view joined from all segments (ffmpeg), when enabled: only joins that
+    /// were verified against their segments (docs/media.md).
     pub concatenated: Vec<ManifestFile>,
+    /// What became of each view's join: joined (how), or skipped and why. The segments are
+    /// archived either way.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub joins: Vec<Join>,
     /// Files Zoom has that could not be archived, with why. They stay at Zoom.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub missing: Vec<MissingFile>,
@@ -267,6 +313,7 @@ impl Manifest {
             participant_audio: Vec::new(),
             other: Vec::new(),
             concatenated: Vec::new(),
+            joins: Vec::new(),
             missing: Vec::new(),
             total_bytes: 0,
             source_events,

@@ -40,6 +40,14 @@ pub struct PipelineSettings {
     pub verify_readback: bool,
     /// The ffmpeg binary `concat_media` runs.
     pub ffmpeg: String,
+    /// The ffprobe binary that checks media: the segments before a join, the joined file, and
+    /// every MP4/M4A of accounts with `verify_media` (docs/media.md).
+    pub ffprobe: String,
+    /// How long one assembly may spend in ffmpeg and ffprobe altogether. A join still running
+    /// then is stopped and skipped (its segments are archived as they are): one delivery must
+    /// stay below RabbitMQ's 30-minute ack timeout.
+    #[serde(with = "humantime_serde")]
+    pub media_timeout: Duration,
     pub plan: StageSettings,
     pub download: StageSettings,
     pub assemble: StageSettings,
@@ -62,6 +70,8 @@ impl Default for PipelineSettings {
             processing_deadline: Duration::from_secs(24 * 3600),
             verify_readback: true,
             ffmpeg: "ffmpeg".into(),
+            ffprobe: "ffprobe".into(),
+            media_timeout: Duration::from_secs(20 * 60),
             plan: StageSettings::new(8, 16),
             download: StageSettings::new(4, 4),
             assemble: StageSettings::new(4, 16),
@@ -141,6 +151,12 @@ impl PipelineSettings {
             return Err(InvalidSetting::new(
                 "pipeline.delivery_limit",
                 "must be at least 1",
+            ));
+        }
+        if self.media_timeout.is_zero() {
+            return Err(InvalidSetting::new(
+                "pipeline.media_timeout",
+                "must be positive",
             ));
         }
         if !self.staging.expose().contains("://") {
@@ -224,9 +240,20 @@ pub struct AccountSettings {
     /// Recordings of shorter meetings are skipped.
     #[serde(default)]
     pub min_duration_minutes: u32,
-    /// Join the MP4 segments of each view into one file with ffmpeg (stream copy).
+    /// Join the MP4 segments of each view into one file with ffmpeg: by stream copy when the
+    /// segments' streams match, else per `concat_reencode` (docs/media.md).
     #[serde(default)]
     pub concat_media: bool,
+    /// Segments whose codecs or parameters differ are re-encoded (H.264/AAC) into the joined
+    /// file; otherwise that join is skipped, with the reason in the manifest. Costs CPU time of
+    /// the order of the recording's length.
+    #[serde(default)]
+    pub concat_reencode: bool,
+    /// Every MP4 and M4A must pass an ffprobe check (readable container, every indexed packet
+    /// present) before it counts as archived; a broken one is retried, then left at Zoom and
+    /// listed as missing with `media_broken` while the rest of the meeting goes on.
+    #[serde(default)]
+    pub verify_media: bool,
     /// After every file of a meeting is verified at the destination: `off`, `trash` (recoverable
     /// for 30 days at Zoom) or `delete` (permanent).
     #[serde(default)]
@@ -352,6 +379,12 @@ pub fn validate_accounts(accounts: &[AccountSettings]) -> Result<(), InvalidSett
                 "must be at most 3650 (ten years)",
             ));
         }
+        if account.concat_reencode && !account.concat_media {
+            return Err(InvalidSetting::new(
+                key("concat_reencode"),
+                "needs concat_media = true",
+            ));
+        }
         if !account.deletes() && account.delete_after_days > 0 {
             return Err(InvalidSetting::new(
                 key("delete_after_days"),
@@ -384,6 +417,8 @@ mod tests {
             exclude_hosts: vec![],
             min_duration_minutes: 0,
             concat_media: false,
+            concat_reencode: false,
+            verify_media: false,
             delete_after_upload: DeleteAfterUpload::Off,
             delete_after_days: 0,
         }

@@ -14,33 +14,65 @@
 //! | `manifest.json` | assemble | every wanted file is done or given up on |
 //! | `verified/{digest}.json` | upload | each file of that manifest as verified at the destination (path, size, ETag) |
 //! | `cleanup/{digest}.json` | cleanup | deletion of that manifest's files claimed (created only if absent), then done |
-//! | `concat/{view}.mp4` | assemble | a view's segments joined |
+//! | `concat/{view}.{sha256}.mp4` | assemble | a view's segments joined and verified, named by its content |
+//! | `concat/{view}.{inputs}.json` | assemble | the one join of exactly these segments (created only if absent): every assembler uses it |
+//! | `concat/work-{run}/` | assemble | one join at work: links to its segments, ffmpeg's output; removed after |
 //!
 //! Markers are written only after what they vouch for is complete: their presence is the check.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use object_store::path::Path;
-use relay_storage::names::identity;
+use relay_storage::names::{component, identity};
 use relay_storage::{Location, StorageError, StoreUrl};
 use secrecy::SecretString;
 
 /// Every staging path, built here only.
 pub enum StagingKey<'a> {
-    Wanted { file_id: &'a str },
+    Wanted {
+        file_id: &'a str,
+    },
     WantedDir,
-    Dispatched { file_id: &'a str },
+    Dispatched {
+        file_id: &'a str,
+    },
     DispatchedDir,
-    Failed { file_id: &'a str },
-    Verified { digest: &'a str },
-    CleanupClaim { digest: &'a str },
-    Meta { event_id: &'a str },
+    Failed {
+        file_id: &'a str,
+    },
+    Verified {
+        digest: &'a str,
+    },
+    CleanupClaim {
+        digest: &'a str,
+    },
+    Meta {
+        event_id: &'a str,
+    },
     MetaDir,
-    Data { file_id: &'a str },
-    Done { file_id: &'a str },
+    Data {
+        file_id: &'a str,
+    },
+    Done {
+        file_id: &'a str,
+    },
     FilesDir,
     Manifest,
-    Concat { view: &'a str },
+    /// A joined view, by its content's SHA-256: two assemblers' joins never overwrite each other.
+    Concat {
+        view: &'a str,
+        sha256: &'a str,
+    },
+    /// The record of the join of `inputs` (a digest of the segments' ids and SHA-256s).
+    JoinRecord {
+        view: &'a str,
+        inputs: &'a str,
+    },
+    /// A join's private working directory (local staging only).
+    JoinWork {
+        run: &'a str,
+    },
+    ConcatDir,
 }
 
 const DONE_SUFFIX: &str = ".done.json";
@@ -62,9 +94,25 @@ impl StagingKey<'_> {
             Self::Done { file_id } => format!("files/{}{DONE_SUFFIX}", identity(file_id)),
             Self::FilesDir => "files".into(),
             Self::Manifest => "manifest.json".into(),
-            Self::Concat { view } => format!("concat/{}.mp4", identity(view)),
+            Self::Concat { view, sha256 } => {
+                format!("concat/{}.{}.mp4", identity(view), component(sha256))
+            }
+            Self::JoinRecord { view, inputs } => {
+                format!("concat/{}.{}.json", identity(view), component(inputs))
+            }
+            Self::JoinWork { run } => format!("concat/work-{}", component(run)),
+            Self::ConcatDir => "concat".into(),
         }
     }
+}
+
+/// Records beside the meetings', under names no account's folder can take (an account's
+/// folder name always ends with a digest; these do not).
+pub enum RecordKey<'a> {
+    /// Who does a job only one process may do at a time (see [`crate::lease`]).
+    Lease { name: &'a str },
+    /// How far an account's recordings are known to be reconciled.
+    Watermark { account: &'a str },
 }
 
 /// Where files wait between download and upload.
@@ -89,6 +137,17 @@ impl Staging {
         })
     }
 
+    /// A record of the whole deployment or of one account (not of a meeting).
+    pub fn record(&self, key: RecordKey<'_>) -> Result<Path, StorageError> {
+        let relative = match key {
+            RecordKey::Lease { name } => format!("_leases/{}.json", identity(name)),
+            RecordKey::Watermark { account } => {
+                format!("_accounts/{}/reconciled.json", identity(account))
+            }
+        };
+        self.location.path(&relative)
+    }
+
     /// The records of `account`'s meeting `uuid`.
     pub fn meeting(&self, account: &str, uuid: &str) -> MeetingStaging<'_> {
         MeetingStaging {
@@ -105,6 +164,11 @@ impl MeetingStaging<'_> {
 
     pub fn path(&self, key: StagingKey<'_>) -> Result<Path, StorageError> {
         self.staging.location.path(&self.relative(key))
+    }
+
+    /// The meeting's folder: every record of it is below.
+    pub fn dir(&self) -> Result<Path, StorageError> {
+        self.staging.location.path(&self.dir)
     }
 
     /// The local filesystem path of a key, when staging is a local directory (ffmpeg needs one).

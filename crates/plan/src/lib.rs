@@ -213,6 +213,9 @@ impl Plan {
         // Every wanted file is recorded before any task leaves: download's completeness check
         // never sees a partial list for this event. A task is marked dispatched only once the
         // broker confirmed it, so a recheck never skips one that was not sent.
+        // When the files were known, before download starts on them: status orders a meeting's
+        // history by time, and `planned` is recorded only once every task is confirmed sent.
+        let planned_at = chrono::Utc::now();
         for task in &tasks {
             context.send(task).await?;
             location
@@ -240,7 +243,11 @@ impl Plan {
         info!(files = tasks.len(), processing, "planned");
         context
             .record(
-                Transition::new(binding, uuid, State::Planned, "plan").detail(json!({
+                Transition {
+                    at: planned_at,
+                    ..Transition::new(binding, uuid, State::Planned, "plan")
+                }
+                .detail(json!({
                     "event": event.event,
                     "topic": described.topic,
                     "host_email": described.host_email,
@@ -250,6 +257,14 @@ impl Plan {
                     "files": tasks.len(),
                     "bytes": bytes,
                     "processing": processing,
+                    // Which files the meeting waits for: status shows each one's state.
+                    "wanted": tasks
+                        .iter()
+                        .map(|task| json!({
+                            "file_id": task.file_id(),
+                            "file_type": task.file.file_type.as_str(),
+                        }))
+                        .collect::<Vec<_>>(),
                 })),
             )
             .await?;

@@ -27,6 +27,9 @@ use crate::state::{ApiFaults, Deletion, FileFaults, PageCursor, SimState};
 
 type State = web::Data<Arc<SimState>>;
 
+/// The largest file a test may give the simulator to serve.
+const CONTENT_LIMIT: usize = 256 * 1024 * 1024;
+
 pub fn configure(config: &mut web::ServiceConfig) {
     config
         .route("/oauth/token", web::post().to(oauth_token))
@@ -45,6 +48,10 @@ pub fn configure(config: &mut web::ServiceConfig) {
             web::get().to(meeting_recordings),
         )
         .route(
+            "/v2/past_meetings/{meeting_id}/instances",
+            web::get().to(past_instances),
+        )
+        .route(
             "/v2/meetings/{meeting_id}/recordings",
             web::delete().to(delete_meeting),
         )
@@ -61,6 +68,11 @@ pub fn configure(config: &mut web::ServiceConfig) {
         .route(
             "/_sim/files/{file_id}/faults",
             web::post().to(set_file_faults),
+        )
+        .service(
+            web::resource("/_sim/files/{file_id}/content")
+                .app_data(web::PayloadConfig::new(CONTENT_LIMIT))
+                .route(web::put().to(set_file_content)),
         )
         .route("/_sim/requests", web::get().to(requests))
         .route("/_sim/deletions", web::get().to(deletions))
@@ -451,13 +463,42 @@ async fn account_recordings(
     query: web::Query<ListQuery>,
     state: State,
 ) -> HttpResponse {
+    let refused = state.with(|inner| inner.api_faults.refuse_account_listing);
     match authorize(&request, &state) {
+        Ok(_) if refused => zoom_error(StatusCode::BAD_REQUEST, 200, "No permission."),
         Ok(account_id) if account_id == *path || path.as_str() == "me" => {
             list_meetings(&query, &state, &account_id, None)
         }
         Ok(_) => zoom_error(StatusCode::BAD_REQUEST, 200, "No permission."),
         Err(response) => response,
     }
+}
+
+/// `GET /past_meetings/{id}/instances`: every occurrence of a numeric meeting id.
+async fn past_instances(
+    request: HttpRequest,
+    path: web::Path<String>,
+    state: State,
+) -> HttpResponse {
+    let account_id = match authorize(&request, &state) {
+        Ok(account_id) => account_id,
+        Err(response) => return response,
+    };
+    let meetings: Vec<Value> = state.with(|inner| {
+        inner
+            .meetings
+            .iter()
+            .filter(|m| {
+                m.account_id == account_id
+                    && m.recording.id.map(|id| id.to_string()).as_deref() == Some(path.as_str())
+            })
+            .map(|m| json!({ "uuid": m.recording.uuid, "start_time": m.recording.start_time }))
+            .collect()
+    });
+    if meetings.is_empty() {
+        return zoom_error(StatusCode::NOT_FOUND, 3001, "Meeting does not exist.");
+    }
+    HttpResponse::Ok().json(json!({ "meetings": meetings }))
 }
 
 async fn users(request: HttpRequest, query: web::Query<ListQuery>, state: State) -> HttpResponse {
@@ -477,10 +518,15 @@ async fn users(request: HttpRequest, query: web::Query<ListQuery>, state: State)
         });
         emails.sort();
         emails.dedup();
+        let inactive = crate::state::INACTIVE_HOST;
         let listed: Vec<(String, &str)> = if status == "inactive" {
-            vec![("former-host@example.com".into(), "inactive")]
+            vec![(inactive.into(), "inactive")]
         } else if status == "active" {
-            emails.into_iter().map(|email| (email, "active")).collect()
+            emails
+                .into_iter()
+                .filter(|email| email != inactive)
+                .map(|email| (email, "active"))
+                .collect()
         } else {
             vec![]
         };
@@ -712,7 +758,7 @@ async fn file_server(
             .content_type("application/xml")
             .body("<Error><Code>AccessDenied</Code></Error>");
     }
-    let Some((size, seed, cut_after, rate, file_type)) = state.with(|inner| {
+    let Some((size, seed, cut_after, rate, file_type, content)) = state.with(|inner| {
         let file = inner.files.get_mut(&file_id).filter(|file| !file.deleted)?;
         let cut = (file.faults.cut_times > 0).then(|| {
             file.faults.cut_times -= 1;
@@ -725,12 +771,14 @@ async fn file_server(
             .find(|f| f.id.as_deref() == Some(file_id.as_str()))
             .map(|f| f.file_type.as_str().to_owned())
             .unwrap_or_default();
+        let content = file.content.clone();
         Some((
             file.size,
             file.seed,
             cut,
             file.faults.bytes_per_second,
             file_type,
+            content,
         ))
     }) else {
         return HttpResponse::NotFound()
@@ -756,13 +804,15 @@ async fn file_server(
     response
         .content_type(content_type(&file_type))
         .insert_header((header::ACCEPT_RANGES, "bytes"));
-    let body = body_stream(seed, start, end, cut_after, rate);
+    let body = body_stream(seed, content, start, end, cut_after, rate);
     response.no_chunking(end - start).streaming(body)
 }
 
-/// The file's bytes, cut after `cut_after` bytes or throttled to `rate` bytes per second.
+/// The file's bytes (given, or generated from `seed`), cut after `cut_after` bytes or throttled
+/// to `rate` bytes per second.
 fn body_stream(
     seed: u64,
+    content: Option<Bytes>,
     start: u64,
     end: u64,
     cut_after: Option<u64>,
@@ -770,7 +820,13 @@ fn body_stream(
 ) -> impl futures_util::Stream<Item = Result<Bytes, std::io::Error>> {
     let stop = cut_after.map_or(end, |cut| (start + cut).min(end));
     let step = if rate.is_some() { 16 * 1024 } else { u64::MAX };
-    let chunks = crate::content::chunks(seed, start, stop).flat_map(move |chunk| {
+    let bytes: Box<dyn Iterator<Item = Bytes> + Send> = match content {
+        Some(content) => Box::new(std::iter::once(
+            content.slice(start as usize..stop as usize),
+        )),
+        None => Box::new(crate::content::chunks(seed, start, stop)),
+    };
+    let chunks = bytes.flat_map(move |chunk| {
         let pieces: Vec<Bytes> = (0..chunk.len())
             .step_by(step.min(chunk.len() as u64).max(1) as usize)
             .map(|offset| chunk.slice(offset..(offset + step as usize).min(chunk.len())))
@@ -853,6 +909,40 @@ async fn set_file_faults(
     });
     match found {
         Some(()) => HttpResponse::NoContent().finish(),
+        None => HttpResponse::NotFound().json(json!({"error": "no_such_file"})),
+    }
+}
+
+/// Serves these bytes (a real MP4, say) for the file from now on; Zoom's API lists their size.
+/// Answers what is served, as `CreatedMeeting.files` tells it.
+async fn set_file_content(path: web::Path<String>, body: Bytes, state: State) -> HttpResponse {
+    let file_id = path.into_inner();
+    let size = body.len() as u64;
+    let sha256 = hex::encode(<Sha256 as sha2::Digest>::digest(&body));
+    let file_type = state.with(|inner| {
+        let file = inner.files.get_mut(&file_id)?;
+        file.size = size;
+        file.content = Some(body);
+        let listed = inner
+            .meetings
+            .iter_mut()
+            .flat_map(|meeting| {
+                meeting
+                    .recording
+                    .recording_files
+                    .iter_mut()
+                    .chain(meeting.recording.participant_audio_files.iter_mut())
+            })
+            .find(|listed| listed.id.as_deref() == Some(file_id.as_str()))?;
+        listed.file_size = Some(size);
+        Some(listed.file_type.as_str().to_owned())
+    });
+    match file_type {
+        Some(file_type) => HttpResponse::Ok().json(crate::scenario::ServedFile {
+            file_type,
+            size,
+            sha256,
+        }),
         None => HttpResponse::NotFound().json(json!({"error": "no_such_file"})),
     }
 }

@@ -22,6 +22,9 @@ pub struct MeetingSpec {
     pub webinar: bool,
     /// Forced UUID; otherwise random, with `/` and `+` as Zoom's often have.
     pub uuid: Option<String>,
+    /// The numeric meeting id (several instances of a recurring meeting share one); random
+    /// when absent.
+    pub meeting_id: Option<u64>,
     pub topic: String,
     pub host_email: String,
     /// When the meeting started (RFC 3339); now minus two hours when absent.
@@ -56,6 +59,7 @@ impl Default for MeetingSpec {
             account: None,
             webinar: false,
             uuid: None,
+            meeting_id: None,
             // Zero-width space, slashes, a colon and a question mark: sanitise before use in paths.
             topic: "Quarterly review\u{200b}: plans/risks? <draft>".into(),
             host_email: "host@example.com".into(),
@@ -281,7 +285,10 @@ impl SimState {
         let total_size = files.iter().map(|(_, size, _, _)| size).sum::<u64>();
         let recording = MeetingRecordings {
             uuid: uuid.clone(),
-            id: Some(rand::rng().random_range(10_000_000_000..99_999_999_999)),
+            id: Some(
+                spec.meeting_id
+                    .unwrap_or_else(|| rand::rng().random_range(10_000_000_000..99_999_999_999)),
+            ),
             account_id: Some(account.account_id.clone()),
             host_id: Some(format!("host-{}", spec.host_email)),
             host_email: Some(spec.host_email.clone()),
@@ -399,6 +406,7 @@ impl SimState {
                     seed,
                     faults,
                     deleted: false,
+                    content: None,
                 },
             )
         });

@@ -63,6 +63,9 @@ pub struct ApiFaults {
     pub oauth_errors: u32,
     /// Scopes granted to new tokens (space-separated); all recording and user scopes when absent.
     pub token_scopes: Option<String>,
+    /// `GET /accounts/{id}/recordings` answers "No permission." (as for a master account
+    /// without `account:read:admin`): recordings must be listed user by user.
+    pub refuse_account_listing: bool,
 }
 
 /// A deletion the simulator was asked for (see `GET /_sim/deletions`).
@@ -82,6 +85,10 @@ pub struct FileState {
     pub seed: u64,
     pub faults: FileFaults,
     pub deleted: bool,
+    /// Bytes given through `PUT /_sim/files/{id}/content` (a real MP4, say), served instead of
+    /// generated ones.
+    #[serde(skip)]
+    pub content: Option<bytes::Bytes>,
 }
 
 pub struct MeetingState {
@@ -121,6 +128,10 @@ pub struct Mutable {
     pub deletions: Vec<Deletion>,
     pub token_requests: u64,
 }
+
+/// The user the simulator lists as deactivated: a meeting hosted by it is found only by
+/// listing inactive users too.
+pub const INACTIVE_HOST: &str = "former-host@example.com";
 
 pub struct SimState {
     pub accounts: Vec<SimAccount>,

@@ -38,15 +38,18 @@ impl Upload {
         }
     }
 
-    /// Where a file of the manifest waits in staging: a joined view under its view, any other
-    /// file under its id.
+    /// Where a file of the manifest waits in staging: a joined view under its view and its
+    /// content's digest (two assemblers' joins never share a name), any other file under its id.
     fn staged_key<'m>(manifest: &'m Manifest, file: &'m ManifestFile) -> StagingKey<'m> {
         let joined = manifest
             .concatenated
             .iter()
             .any(|joined| std::ptr::eq(joined, file));
         match (joined, file.view.as_deref()) {
-            (true, Some(view)) => StagingKey::Concat { view },
+            (true, Some(view)) => StagingKey::Concat {
+                view,
+                sha256: &file.sha256,
+            },
             _ => StagingKey::Data {
                 file_id: &file.file_id,
             },

@@ -90,6 +90,9 @@ pub struct RateLimitSettings {
     pub resource_intensive_per_minute: u32,
     /// Shared by Heavy and Resource-intensive calls.
     pub heavy_per_day: u32,
+    /// The share of each budget background work (reconciliation's listings) may use; the live
+    /// pipeline keeps the rest.
+    pub background_share: f64,
 }
 
 impl Default for RateLimitSettings {
@@ -100,6 +103,7 @@ impl Default for RateLimitSettings {
             heavy_per_second: 10,
             resource_intensive_per_minute: 10,
             heavy_per_day: 30_000,
+            background_share: 0.5,
         }
     }
 }

@@ -90,6 +90,11 @@ impl SignedHeaders {
         })
     }
 
+    /// `x-zm-request-timestamp` as sent.
+    pub fn timestamp(&self) -> &str {
+        &self.timestamp
+    }
+
     /// `x-zm-request-timestamp`, in seconds.
     pub fn sent_at(&self) -> i64 {
         self.sent_at
@@ -164,6 +169,25 @@ impl<'a, T> Verified<'a, T> {
     pub fn answer_url_validation(&self, plain_token: &str) -> String {
         encrypted_token(self.secret, plain_token)
     }
+
+    /// Whether `signature` (hex) is the HMAC of `message` under the secret token that verified
+    /// this request: for claims a sender adds alongside the body (see [`sign_message`]).
+    pub fn same_key_signed(&self, message: &[u8], signature: &str) -> bool {
+        let mut digest = [0u8; 32];
+        if signature.len() != 64 || hex::decode_to_slice(signature, &mut digest).is_err() {
+            return false;
+        }
+        let mut mac = mac(self.secret);
+        mac.update(message);
+        mac.verify_slice(&digest).is_ok()
+    }
+}
+
+/// hex HMAC-SHA256(secret token, message).
+pub fn sign_message(secret: &SecretString, message: &[u8]) -> String {
+    let mut mac = mac(secret);
+    mac.update(message);
+    hex::encode(mac.finalize().into_bytes())
 }
 
 fn mac(secret: &SecretString) -> HmacSha256 {
@@ -182,9 +206,7 @@ pub fn sign(secret: &SecretString, timestamp: i64, body: &[u8]) -> String {
 
 /// hex HMAC-SHA256(secret token, plainToken).
 pub fn encrypted_token(secret: &SecretString, plain_token: &str) -> String {
-    let mut mac = mac(secret);
-    mac.update(plain_token.as_bytes());
-    hex::encode(mac.finalize().into_bytes())
+    sign_message(secret, plain_token.as_bytes())
 }
 
 #[cfg(test)]

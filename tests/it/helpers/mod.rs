@@ -109,6 +109,8 @@ pub fn test_settings(namespace: &str, options: &TestOptions) -> Settings {
         heartbeat = "5s"
         [admin]
         listen = "127.0.0.1:0"
+        [status]
+        listen = "127.0.0.1:0"
         [ingress]
         listen = "127.0.0.1:0"
         workers = 1

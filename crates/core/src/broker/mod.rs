@@ -18,6 +18,7 @@
 
 pub mod management;
 mod publisher;
+pub mod stream;
 mod topology;
 
 use std::str::FromStr;
@@ -285,15 +286,7 @@ impl Broker {
         let url = urls
             .get((generation as usize).saturating_sub(1) % urls.len().max(1))
             .ok_or_else(|| ConnectError::Url("no broker URL configured".into()))?;
-        let mut uri = AMQPUri::from_str(url.expose_secret())
-            // The parser's message may quote the URL, password included.
-            .map_err(|_| ConnectError::Url("not a valid AMQP URI".into()))?;
-        if uri.query.heartbeat.is_none() {
-            uri.query.heartbeat = u16::try_from(settings.heartbeat.as_secs()).ok();
-        }
-        let properties = ConnectionProperties::default()
-            .with_connection_name(format!("zoom-relay-{}", std::process::id()).into());
-        let connection = Connection::connect_uri(uri, properties).await?;
+        let connection = open(url, settings, "zoom-relay").await?;
         self.inner.topology.declare(&connection).await?;
         let mut publish_channels = Vec::with_capacity(settings.publish_channels);
         for _ in 0..settings.publish_channels {
@@ -338,6 +331,40 @@ impl Broker {
             }
         }
     }
+}
+
+/// A connection of its own for a reader (a stream, a dead-letter queue): a mistake there (a
+/// `basic.nack` on a stream closes the connection) must not take the publishing session with
+/// it. Tries each configured node in turn, each within `connect_timeout`.
+pub async fn connect_reader(
+    settings: &AmqpSettings,
+    name: &str,
+) -> Result<Connection, ConnectError> {
+    let mut last = ConnectError::Url("no broker URL configured".into());
+    for url in settings.urls() {
+        match tokio::time::timeout(settings.connect_timeout, open(&url, settings, name)).await {
+            Ok(Ok(connection)) => return Ok(connection),
+            Ok(Err(error)) => last = error,
+            Err(_) => last = ConnectError::Timeout(settings.connect_timeout),
+        }
+    }
+    Err(last)
+}
+
+async fn open(
+    url: &SecretString,
+    settings: &AmqpSettings,
+    name: &str,
+) -> Result<Connection, ConnectError> {
+    let mut uri = AMQPUri::from_str(url.expose_secret())
+        // The parser's message may quote the URL, password included.
+        .map_err(|_| ConnectError::Url("not a valid AMQP URI".into()))?;
+    if uri.query.heartbeat.is_none() {
+        uri.query.heartbeat = u16::try_from(settings.heartbeat.as_secs()).ok();
+    }
+    let properties = ConnectionProperties::default()
+        .with_connection_name(format!("{name}-{}", std::process::id()).into());
+    Ok(Connection::connect_uri(uri, properties).await?)
 }
 
 /// Opens and closes a channel: a round trip the broker must answer if the connection is alive.

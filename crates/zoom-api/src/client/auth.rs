@@ -44,6 +44,20 @@ pub struct TokenCache {
     // Held across a renewal: concurrent callers wait for the one request instead of each sending one.
     current: Mutex<Option<Arc<AccessToken>>>,
     renewals: AtomicU64,
+    // What the last requests gave, for the account's status (never the token itself).
+    outcome: std::sync::Mutex<TokenOutcome>,
+}
+
+/// The last token requests' outcome, as operators see it: when a token was last obtained, with
+/// which scopes, and the last refusal with Zoom's reason. Never a token or a secret.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TokenOutcome {
+    pub last_token_at: Option<chrono::DateTime<chrono::Utc>>,
+    pub scopes: Vec<String>,
+    pub last_error: Option<String>,
+    pub last_error_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// Token requests that failed since the cache was built.
+    pub failures: u64,
 }
 
 impl TokenCache {
@@ -58,6 +72,7 @@ impl TokenCache {
             request_timeout: settings.request_timeout,
             current: Mutex::new(None),
             renewals: AtomicU64::new(0),
+            outcome: std::sync::Mutex::new(TokenOutcome::default()),
         }
     }
 
@@ -69,9 +84,38 @@ impl TokenCache {
         {
             return Ok(token.clone());
         }
-        let token = Arc::new(self.request().await?);
+        let requested = self.request().await;
+        self.record(&requested);
+        let token = Arc::new(requested?);
         *current = Some(token.clone());
         Ok(token)
+    }
+
+    fn record(&self, requested: &Result<AccessToken, ZoomError>) {
+        let mut outcome = match self.outcome.lock() {
+            Ok(outcome) => outcome,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let now = chrono::Utc::now();
+        match requested {
+            Ok(token) => {
+                outcome.last_token_at = Some(now);
+                outcome.scopes = token.scopes.clone();
+            }
+            Err(error) => {
+                outcome.last_error = Some(error.to_string());
+                outcome.last_error_at = Some(now);
+                outcome.failures += 1;
+            }
+        }
+    }
+
+    /// What the token requests so far gave (see [`TokenOutcome`]).
+    pub fn outcome(&self) -> TokenOutcome {
+        match self.outcome.lock() {
+            Ok(outcome) => outcome.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
     }
 
     /// Drops `stale` after Zoom refused it, unless another task already replaced it.

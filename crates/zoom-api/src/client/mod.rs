@@ -9,6 +9,7 @@ mod auth;
 mod download;
 mod error;
 mod ratelimit;
+mod stats;
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -21,10 +22,11 @@ use reqwest::{Method, Response, StatusCode};
 use serde::de::DeserializeOwned;
 use tracing::{debug, warn};
 
-pub use auth::{AccessToken, TokenCache};
+pub use auth::{AccessToken, TokenCache, TokenOutcome};
 pub use download::{Download, Downloaded, FileSource};
 pub use error::{DownloadError, ZoomError};
-pub use ratelimit::{Category, RateLimits};
+pub use ratelimit::{Category, Priority, RateLimits};
+pub use stats::{StatsSnapshot, ZoomStats};
 
 use crate::model::{MeetingRecordings, Page, User};
 use crate::settings::{Credentials, ZoomSettings};
@@ -45,6 +47,14 @@ pub fn meeting_path_segment(meeting_id: &str) -> String {
     } else {
         once
     }
+}
+
+/// One occurrence of a recurring meeting.
+#[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
+pub struct PastInstance {
+    pub uuid: String,
+    #[serde(default)]
+    pub start_time: Option<String>,
 }
 
 /// `trash` keeps the recording recoverable for 30 days; `delete` is permanent.
@@ -106,7 +116,7 @@ impl Capability {
     }
 
     /// Classic scope names, and granular-scope prefixes that also grant it.
-    fn satisfied_by(self, scopes: &[String]) -> bool {
+    pub fn satisfied_by(self, scopes: &[String]) -> bool {
         let (classic, granular): (&[&str], &str) = match self {
             Self::ReadRecordings => (
                 &["recording:read:admin", "recording:read"],
@@ -142,6 +152,7 @@ pub struct ZoomClient {
     files: reqwest::Client,
     tokens: TokenCache,
     limits: RateLimits,
+    stats: ZoomStats,
 }
 
 impl ZoomClient {
@@ -162,6 +173,7 @@ impl ZoomClient {
             account_id: credentials.account_id.clone(),
             tokens: TokenCache::new(api.clone(), settings, credentials),
             limits: RateLimits::new(&settings.rate_limits),
+            stats: ZoomStats::new(settings.rate_limits.heavy_per_day),
             settings: settings.clone(),
             api,
             files,
@@ -174,6 +186,11 @@ impl ZoomClient {
 
     pub fn tokens(&self) -> &TokenCache {
         &self.tokens
+    }
+
+    /// 429s and daily-cap use met by this client (for the account's status report).
+    pub fn stats(&self) -> &ZoomStats {
+        &self.stats
     }
 
     pub fn settings(&self) -> &ZoomSettings {
@@ -200,7 +217,9 @@ impl ZoomClient {
                     .to_string(),
             ));
         }
-        let mut meeting: MeetingRecordings = self.get_json(Category::Light, &path, &query).await?;
+        let mut meeting: MeetingRecordings = self
+            .get_json((Category::Light, Priority::Live), &path, &query)
+            .await?;
         meeting.normalize();
         Ok(meeting)
     }
@@ -274,6 +293,21 @@ impl ZoomClient {
         self.all_pages(Category::Medium, path, &query).await
     }
 
+    /// A recurring meeting's past instances (`GET /past_meetings/{id}/instances`, Medium,
+    /// `meeting:read:admin`): what a numeric meeting id expands to.
+    pub async fn past_instances(&self, meeting_id: u64) -> Result<Vec<PastInstance>, ZoomError> {
+        #[derive(serde::Deserialize)]
+        struct Instances {
+            #[serde(default)]
+            meetings: Vec<PastInstance>,
+        }
+        let path = format!("/past_meetings/{meeting_id}/instances");
+        let instances: Instances = self
+            .get_json((Category::Medium, Priority::Live), &path, &[])
+            .await?;
+        Ok(instances.meetings)
+    }
+
     /// Every user with `status`, all pages.
     pub async fn users(&self, status: UserStatus) -> Result<Vec<User>, ZoomError> {
         let query = [("status", status.as_str().to_owned())];
@@ -295,7 +329,10 @@ impl ZoomClient {
             if !page_token.is_empty() {
                 page_query.push(("next_page_token", page_token.clone()));
             }
-            let page: Page<T> = self.get_json(category, path, &page_query).await?;
+            // Listing is background work: the live pipeline keeps its share of the budget.
+            let page: Page<T> = self
+                .get_json((category, Priority::Background), path, &page_query)
+                .await?;
             items.extend(page.items);
             match page.next_page_token {
                 Some(next) if !next.is_empty() => page_token = next,
@@ -341,7 +378,12 @@ impl ZoomClient {
     async fn delete(&self, path: &str, action: DeleteAction) -> Result<Deletion, ZoomError> {
         let query = [("action", action.as_str().to_owned())];
         match self
-            .send(Category::Light, Method::DELETE, path, &query)
+            .send(
+                (Category::Light, Priority::Live),
+                Method::DELETE,
+                path,
+                &query,
+            )
             .await
         {
             Ok(_) => Ok(Deletion::Deleted),
@@ -369,7 +411,12 @@ impl ZoomClient {
             .filter(|capability| !capability.satisfied_by(&token.scopes))
             .collect();
         let result = self
-            .send(Category::Light, Method::GET, "/users/me", &[])
+            .send(
+                (Category::Light, Priority::Live),
+                Method::GET,
+                "/users/me",
+                &[],
+            )
             .await
             .map(|_| ())
             .map_err(|error| error.to_string());
@@ -387,11 +434,13 @@ impl ZoomClient {
 
     async fn get_json<T: DeserializeOwned>(
         &self,
-        category: Category,
+        (category, priority): (Category, Priority),
         path: &str,
         query: &[(&str, String)],
     ) -> Result<T, ZoomError> {
-        let response = self.send(category, Method::GET, path, query).await?;
+        let response = self
+            .send((category, priority), Method::GET, path, query)
+            .await?;
         response
             .json()
             .await
@@ -401,7 +450,7 @@ impl ZoomClient {
     /// One API call under the retry policy (module docs).
     async fn send(
         &self,
-        category: Category,
+        (category, priority): (Category, Priority),
         method: Method,
         path: &str,
         query: &[(&str, String)],
@@ -412,8 +461,9 @@ impl ZoomClient {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            self.limits.acquire(category).await;
+            self.limits.acquire(category, priority).await;
             let token = self.tokens.get().await?;
+            self.stats.sent(category);
             let sent = self
                 .api
                 .request(method.clone(), &url)
@@ -434,6 +484,9 @@ impl ZoomClient {
             let status = response.status();
             if status.is_success() {
                 return Ok(response);
+            }
+            if status == StatusCode::TOO_MANY_REQUESTS {
+                self.stats.rate_limited(category);
             }
             match status {
                 StatusCode::UNAUTHORIZED if !renewed => {

@@ -17,6 +17,14 @@ pub enum Category {
     ResourceIntensive,
 }
 
+/// Who a call is for. Background work (reconciliation's listings) may use only a share of each
+/// category's budget, so the live pipeline always keeps the rest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Priority {
+    Live,
+    Background,
+}
+
 pub struct RateLimits {
     light: DefaultDirectRateLimiter,
     medium: DefaultDirectRateLimiter,
@@ -24,6 +32,8 @@ pub struct RateLimits {
     resource_intensive: DefaultDirectRateLimiter,
     /// Shared by Heavy and Resource-intensive.
     daily: DefaultDirectRateLimiter,
+    /// Each category's background share, taken before the category's own budget.
+    background: [DefaultDirectRateLimiter; 4],
 }
 
 fn nonzero(value: u32) -> NonZeroU32 {
@@ -48,11 +58,37 @@ impl RateLimits {
                 Duration::from_secs(60),
             ),
             daily: per_period(settings.heavy_per_day, Duration::from_secs(24 * 3600)),
+            background: [
+                (settings.light_per_second, Duration::from_secs(1)),
+                (settings.medium_per_second, Duration::from_secs(1)),
+                (settings.heavy_per_second, Duration::from_secs(1)),
+                (
+                    settings.resource_intensive_per_minute,
+                    Duration::from_secs(60),
+                ),
+            ]
+            .map(|(count, period)| {
+                let share = (f64::from(count) * settings.background_share).floor() as u32;
+                per_period(share.max(1), period)
+            }),
         }
     }
 
-    /// Waits until a call of `category` fits the budget.
-    pub async fn acquire(&self, category: Category) {
+    /// Waits until a call of `category` for `priority` fits the budget.
+    pub async fn acquire(&self, category: Category, priority: Priority) {
+        if priority == Priority::Background {
+            let index = match category {
+                Category::Light => 0,
+                Category::Medium => 1,
+                Category::Heavy => 2,
+                Category::ResourceIntensive => 3,
+            };
+            self.background[index].until_ready().await;
+        }
+        self.acquire_category(category).await
+    }
+
+    async fn acquire_category(&self, category: Category) {
         match category {
             Category::Light => self.light.until_ready().await,
             Category::Medium => self.medium.until_ready().await,
