@@ -1,5 +1,5 @@
 # zoom-relay: every entry point ops and developers need. Each target installs what is missing.
-.PHONY: run test setup build lint fmt bench-ingress bench-download bench-pipeline
+.PHONY: run test setup build lint fmt bench-ingress bench-download bench-pipeline test-cluster
 
 ## Run the local demo (RabbitMQ, simulator, whole pipeline) with the embedded defaults.
 run: setup
@@ -9,6 +9,10 @@ run: setup
 ## Every check and test against the real local RabbitMQ (what CI runs).
 test:
 	scripts/test.sh
+
+## A 3-node RabbitMQ cluster loses a node under load; every 200 archived and landed once (~2 min).
+test-cluster:
+	scripts/test-cluster.sh
 
 ## Install what is missing (Rust tools, RabbitMQ) and start RabbitMQ.
 setup:
@@ -24,11 +28,12 @@ lint:
 fmt:
 	cargo fmt --all
 
-## Ingress throughput and latency against its two ceilings (docs/benchmarks.md).
+## Ingress throughput and latency beside a minimal handler, bare HTTP and the broker's ceiling
+## (channels x confirms in flight), plus an open-loop run at a fixed rate (docs/benchmarks.md).
 bench-ingress:
 	scripts/bench-ingress.sh
 
-## One 200 MiB and one 2 GiB file from the simulator: client vs curl, MB/s and peak RSS.
+## One 200 MiB and one 2 GiB file from the simulator: client vs curl, MB/s, CPU s/GiB, peak RSS.
 bench-download:
 	scripts/bench-download.sh
 

@@ -185,7 +185,7 @@ def duration_seconds(text):
     return float(m.group(1)) * units[m.group(2)]
 
 STAGES = ["plan", "download", "assemble", "upload", "cleanup"]
-COMPONENTS = ["ingress", "status", "reconcile", "websocket", "run"] + STAGES
+COMPONENTS = ["ingress", "status", "reconcile", "websocket", "notifications", "run"] + STAGES
 
 # ---- KEDA: CRD openAPIV3Schema → JSON Schema ------------------------------------------------
 # Known CEL rules of KEDA's CRDs, checked in Python. An unknown rule fails the check, so a CRD

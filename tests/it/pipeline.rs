@@ -484,6 +484,83 @@ async fn webinars_are_delivered_and_meetings_can_be_switched_off() {
 }
 
 #[tokio::test]
+async fn webinars_go_to_their_own_destination_filed_under_each_hosts_mapped_owner() {
+    let pipeline = TestPipeline::start(|settings| {
+        let acme = &mut settings.accounts[0];
+        acme.webinar_destination = Some(relay_storage::StoreUrl::new(format!(
+            "{}-webinars",
+            acme.destination.expose()
+        )));
+        acme.path_template = "{owner}/{kind}/{meeting_uuid}".into();
+        acme.owner = relay_pipeline::owner::OwnerSettings {
+            rule: relay_pipeline::owner::OwnerRule::Table,
+            table: [("host@example.com".into(), "kaltura-user-7".into())].into(),
+            default: "unassigned".into(),
+            ..Default::default()
+        };
+    })
+    .await;
+    let meeting = pipeline
+        .create(&small(MeetingSpec {
+            transcript_later: false,
+            host_email: "HOST@example.com".into(),
+            ..MeetingSpec::default()
+        }))
+        .await;
+    let webinar = pipeline
+        .create(&small(MeetingSpec {
+            webinar: true,
+            transcript_later: false,
+            host_email: "visitor@example.org".into(),
+            ..MeetingSpec::default()
+        }))
+        .await;
+    pipeline.send(&meeting.recording_completed).await;
+    pipeline.send(&webinar.recording_completed).await;
+    let meeting_manifest = pipeline
+        .wait_for_manifest(&meeting.uuid, |m| m.files().count() == meeting.files.len())
+        .await;
+    let webinar_manifest = pipeline
+        .wait_for_manifest(&webinar.uuid, |m| m.files().count() == webinar.files.len())
+        .await;
+    assert_eq!(meeting_manifest.owner.as_deref(), Some("kaltura-user-7"));
+    assert_eq!(webinar_manifest.owner.as_deref(), Some("unassigned"));
+    let root = pipeline.destination.path();
+    let under =
+        |dir: &str, manifest: &Manifest| root.join(dir).join(&manifest.manifest_path).is_file();
+    assert!(
+        meeting_manifest
+            .manifest_path
+            .starts_with("kaltura-user-7/meeting/"),
+        "{}",
+        meeting_manifest.manifest_path
+    );
+    assert!(
+        under("acme", &meeting_manifest),
+        "meetings stay in destination"
+    );
+    assert!(
+        webinar_manifest
+            .manifest_path
+            .starts_with("unassigned/webinar/"),
+        "{}",
+        webinar_manifest.manifest_path
+    );
+    assert!(
+        under("acme-webinars", &webinar_manifest),
+        "webinars go to webinar_destination"
+    );
+    assert!(!under("acme", &webinar_manifest));
+    for file in webinar_manifest.files() {
+        assert!(
+            root.join("acme-webinars").join(&file.path).is_file(),
+            "{}",
+            file.path
+        );
+    }
+}
+
+#[tokio::test]
 async fn file_type_and_host_filters_choose_what_moves() {
     let pipeline = TestPipeline::start(|settings| {
         settings.accounts[0].file_types = vec!["MP4".into()];
@@ -544,6 +621,118 @@ async fn a_later_transcript_event_updates_the_same_manifest() {
     );
     assert_eq!(manifest.source_events.len(), 2);
     assert_delivered(&pipeline, &manifest, &created);
+}
+
+/// A real body Zoom sent about a recording's life after it was made, naming `uuid` (or, for a
+/// batch, `uuids`) of `account_id`, sent `order` milliseconds from now.
+fn real_update(
+    fixture: &str,
+    order: i64,
+    account_id: &str,
+    uuids: &[&str],
+    topic: Option<&str>,
+) -> Value {
+    let path = format!(
+        "{}/../../shared/fixtures/zoom-real/{fixture}",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let mut event: Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).expect(&path)).expect("fixture");
+    event["event_ts"] = json!(chrono::Utc::now().timestamp_millis() + order);
+    event["payload"]["account_id"] = json!(account_id);
+    let object = &mut event["payload"]["object"];
+    if object.get("meeting_uuids").is_some() {
+        object["meeting_uuids"] = json!(uuids);
+    } else {
+        object["uuid"] = json!(uuids[0]);
+        if object.get("account_id").is_some() {
+            object["account_id"] = json!(account_id);
+        }
+    }
+    if let Some(topic) = topic {
+        object["topic"] = json!(topic);
+    }
+    event
+}
+
+#[tokio::test]
+async fn renames_trashes_and_batches_after_landing_update_the_manifest_and_move_nothing() {
+    let pipeline = TestPipeline::start(|_| {}).await;
+    let created = pipeline
+        .create(&small(MeetingSpec {
+            transcript_later: false,
+            ..MeetingSpec::default()
+        }))
+        .await;
+    pipeline.send(&created.recording_completed).await;
+    let landed = pipeline
+        .wait_for_manifest(&created.uuid, |m| m.files().count() == created.files.len())
+        .await;
+    let account_id = pipeline.settings.accounts[0].account_id.clone();
+    let renamed = "Revue trimestrielle — 四半期レビュー";
+    for event in [
+        real_update(
+            "zoomdocs-recording.renamed.json",
+            1,
+            &account_id,
+            &[&created.uuid],
+            Some(renamed),
+        ),
+        real_update(
+            "zoomdocs-recording.trashed.json",
+            2,
+            &account_id,
+            &[&created.uuid],
+            None,
+        ),
+        // A batch naming this meeting and one the relay never saw.
+        real_update(
+            "zoomdocs-recording.batch_trashed.json",
+            3,
+            &account_id,
+            &[&created.uuid, "neverSeenBefore0000000=="],
+            None,
+        ),
+    ] {
+        pipeline.send(&event).await;
+    }
+    let updated = pipeline
+        .wait_for_manifest(&created.uuid, |m| m.updates.len() == 3)
+        .await;
+    let events: Vec<&str> = updated.updates.iter().map(|u| u.event.as_str()).collect();
+    assert_eq!(
+        events,
+        [
+            "recording.renamed",
+            "recording.trashed",
+            "recording.batch_trashed"
+        ]
+    );
+    assert_eq!(updated.topic, renamed);
+    assert_eq!(updated.updates[0].topic.as_deref(), Some(renamed));
+    assert_eq!(
+        updated.manifest_path, landed.manifest_path,
+        "the manifest stays where it was"
+    );
+    let paths = |manifest: &Manifest| {
+        let mut paths: Vec<String> = manifest.files().map(|f| f.path.clone()).collect();
+        paths.sort();
+        paths
+    };
+    assert_eq!(paths(&updated), paths(&landed), "no file moves");
+    assert_delivered(&pipeline, &updated, &created);
+    let everything = find_files(pipeline.destination.path());
+    assert_eq!(
+        everything.len(),
+        created.files.len() + 1,
+        "nothing new at the destination but the manifest: {everything:#?}"
+    );
+    assert!(
+        !serde_json::to_string(&updated)
+            .unwrap_or_default()
+            .contains("password"),
+        "the trashed event's passcode is not kept"
+    );
 }
 
 #[tokio::test]

@@ -387,3 +387,23 @@ async fn an_account_with_revoked_credentials_is_reported_and_the_others_go_on() 
         .wait_for_manifest(&created.uuid, |m| m.files().count() == created.files.len())
         .await;
 }
+
+#[tokio::test]
+async fn an_account_switched_off_is_left_alone_and_caught_up_once_switched_on() {
+    let pipeline = TestPipeline::start(|_| {}).await;
+    pipeline.create(&complete(MeetingSpec::default())).await;
+    let mut off = pipeline.settings.clone();
+    off.accounts[0].enabled = false;
+    let while_off = Oneshot::connect(&off)
+        .await
+        .expect("connected")
+        .reconciler
+        .once()
+        .await;
+    assert!(
+        while_off.iter().all(|summary| summary.account != "acme"),
+        "{while_off:?}"
+    );
+    let switched_on = reconcile_once(&pipeline).await;
+    assert_eq!(acme(&switched_on).missing, 1, "{switched_on:?}");
+}

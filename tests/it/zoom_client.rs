@@ -37,6 +37,7 @@ impl Drop for TestZoom {
 pub fn point_at_simulator(settings: &mut Settings, base: &str) {
     settings.zoom.oauth_url = format!("{base}/oauth/token");
     settings.zoom.api_base = format!("{base}/v2");
+    settings.websocket.url = format!("{}/ws", base.replacen("http", "ws", 1));
     settings.zoom.download_hosts = vec!["127.0.0.1".into()];
     settings.zoom.retry_base = Duration::from_millis(20);
     settings.zoom.retry_max = Duration::from_millis(200);

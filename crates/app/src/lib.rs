@@ -5,10 +5,13 @@
 //!   one Zoom client per account (one token cache, one rate budget), one staging store — and
 //!   starts the [`Component`]s asked for from one registration list ([`App::register`]).
 //! - [`admin`]: every process's `/healthz`, `/readyz` and `/metrics`.
+//! - [`notify`]: systemd's `READY=1`, watchdog pings while the broker connection is healthy,
+//!   `STOPPING=1` (only under a `Type=notify` unit).
 //!
 //! The binary only parses the command line and picks components; tests build the same `App`.
 
 pub mod admin;
+pub mod notify;
 pub mod settings;
 
 use std::sync::Arc;
@@ -35,8 +38,12 @@ pub fn sim_accounts(settings: &Settings) -> Vec<zoom_sim::SimAccount> {
         .map(|account| zoom_sim::SimAccount {
             name: account.name.clone(),
             account_id: account.account_id.clone(),
-            client_id: account.client_id.clone(),
-            client_secret: account.client_secret.expose_secret().to_owned(),
+            client_id: account.credentials().client_id,
+            client_secret: account
+                .credentials()
+                .client_secret
+                .expose_secret()
+                .to_owned(),
             secret_token: account
                 .secret_tokens
                 .first()
@@ -59,10 +66,14 @@ pub enum Component {
     Reconcile,
     /// The status page, JSON API and status series (`[status] listen`).
     Status,
+    /// Tells each account's `notification_url` when a meeting landed or failed for good.
+    Notifications,
+    /// Receives Zoom's events over the WebSocket subscriptions (`[[websocket.subscriptions]]`).
+    Websocket,
 }
 
 impl Component {
-    pub const ALL: [Component; 8] = [
+    pub const ALL: [Component; 10] = [
         Self::Ingress,
         Self::Plan,
         Self::Download,
@@ -71,6 +82,8 @@ impl Component {
         Self::Cleanup,
         Self::Reconcile,
         Self::Status,
+        Self::Notifications,
+        Self::Websocket,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -83,12 +96,18 @@ impl Component {
             Self::Cleanup => "cleanup",
             Self::Reconcile => "reconcile",
             Self::Status => "status",
+            Self::Notifications => "notifications",
+            Self::Websocket => "websocket",
         }
     }
 
     /// Whether it needs the pipeline's shared parts (accounts, their Zoom clients, staging).
     fn uses_pipeline(self) -> bool {
-        self.stage().is_some() || self == Self::Reconcile
+        self.stage().is_some()
+            || matches!(
+                self,
+                Self::Reconcile | Self::Notifications | Self::Websocket
+            )
     }
 
     /// The pipeline stage this component consumes for, if it is one.
@@ -102,6 +121,8 @@ impl Component {
             Self::Cleanup => Some(StageName::Cleanup),
             Self::Reconcile => None,
             Self::Status => None,
+            Self::Notifications => None,
+            Self::Websocket => None,
         }
     }
 }
@@ -136,6 +157,8 @@ type Runner = Box<dyn FnOnce(CancellationToken) -> BoxFuture<'static, Result<(),
 struct Metrics {
     ingress: relay_ingress::Metrics,
     reconcile: relay_reconcile::Metrics,
+    notifications: relay_notifications::Metrics,
+    websocket: relay_websocket::Metrics,
     /// The status view, when the status component runs: its series are computed from it.
     status: Option<relay_status::StatusState>,
 }
@@ -162,6 +185,8 @@ impl App {
         let stage_metrics = StageMetrics::register(&mut registry);
         let ingress_metrics = relay_ingress::Metrics::register(&mut registry);
         let reconcile_metrics = relay_reconcile::Metrics::register(&mut registry);
+        let notification_metrics = relay_notifications::Metrics::register(&mut registry);
+        let websocket_metrics = relay_websocket::Metrics::register(&mut registry);
         let status = components.contains(&Component::Status).then(|| {
             let state = relay_status::StatusState::new(
                 relay_status::state::fold_settings(&settings.status, &settings.accounts),
@@ -177,14 +202,15 @@ impl App {
                 component: "pipeline",
                 source,
             };
+            let staging = Staging::new(
+                &settings.pipeline.staging,
+                &settings.pipeline.staging_options,
+            )
+            .map_err(|error| pipeline_error(error.into()))?;
             Some(Shared {
-                accounts: Accounts::new(&settings.accounts, &settings.zoom)
+                accounts: Accounts::build(&settings.accounts, &settings.zoom, Some(&staging))
                     .map_err(|error| pipeline_error(error.into()))?,
-                staging: Staging::new(
-                    &settings.pipeline.staging,
-                    &settings.pipeline.staging_options,
-                )
-                .map_err(|error| pipeline_error(error.into()))?,
+                staging,
                 settings: Arc::new(settings.pipeline.clone()),
                 metrics: stage_metrics,
             })
@@ -203,6 +229,8 @@ impl App {
         let metrics = Metrics {
             ingress: ingress_metrics,
             reconcile: reconcile_metrics,
+            notifications: notification_metrics,
+            websocket: websocket_metrics,
             status,
         };
         for component in components {
@@ -233,6 +261,20 @@ impl App {
                 }
             })?;
         app.admin_port = admin.port();
+        // Under systemd (`Type=notify`): readiness, the watchdog and stopping, told as they happen.
+        if let Some(notifier) = notify::Notifier::from_env() {
+            let broker = app.broker.clone();
+            app.runners.push((
+                "systemd-notify",
+                Box::new(move |shutdown| {
+                    async move {
+                        notifier.run(broker, shutdown).await;
+                        Ok(())
+                    }
+                    .boxed()
+                }),
+            ));
+        }
         app.runners.push((
             "admin",
             Box::new(move |shutdown| {
@@ -329,6 +371,47 @@ impl App {
                 Box::new(move |shutdown| {
                     async move {
                         reconciler.run(shutdown).await;
+                        Ok(())
+                    }
+                    .boxed()
+                })
+            }
+            (Component::Websocket, Some(shared)) => {
+                // Its own reconciler: passes over a socket's gaps, not on reconcile's schedule.
+                let reconciler = relay_reconcile::Reconciler::new(
+                    shared,
+                    Arc::new(BrokerOutbox::new(self.broker.clone())),
+                    settings.reconcile.clone(),
+                    metrics.reconcile.clone(),
+                );
+                let delivery = relay_websocket::WebsocketDelivery::new(
+                    &settings.websocket,
+                    shared,
+                    &self.broker,
+                    Arc::new(reconciler),
+                    metrics.websocket.clone(),
+                )
+                .map_err(|error| pipeline(PipelineStartError::Requirement(error.to_string())))?;
+                Box::new(move |shutdown| {
+                    async move {
+                        delivery.run(shutdown).await;
+                        Ok(())
+                    }
+                    .boxed()
+                })
+            }
+            (Component::Notifications, Some(shared)) => {
+                let notifier = relay_notifications::Notifier::new(
+                    shared,
+                    &settings.amqp,
+                    self.broker.topology(),
+                    settings.notifications.clone(),
+                    metrics.notifications.clone(),
+                )
+                .map_err(|error| pipeline(PipelineStartError::Requirement(error.to_string())))?;
+                Box::new(move |shutdown| {
+                    async move {
+                        notifier.run(shutdown).await;
                         Ok(())
                     }
                     .boxed()
@@ -468,14 +551,15 @@ impl Oneshot {
             source,
         };
         let mut registry = Registry::default();
+        let staging = Staging::new(
+            &settings.pipeline.staging,
+            &settings.pipeline.staging_options,
+        )
+        .map_err(|error| pipeline_error(error.into()))?;
         let shared = Shared {
-            accounts: Accounts::new(&settings.accounts, &settings.zoom)
+            accounts: Accounts::build(&settings.accounts, &settings.zoom, Some(&staging))
                 .map_err(|error| pipeline_error(error.into()))?,
-            staging: Staging::new(
-                &settings.pipeline.staging,
-                &settings.pipeline.staging_options,
-            )
-            .map_err(|error| pipeline_error(error.into()))?,
+            staging,
             settings: Arc::new(settings.pipeline.clone()),
             metrics: StageMetrics::register(&mut registry),
         };

@@ -50,6 +50,11 @@ pub struct Settings {
     pub reconcile: relay_reconcile::ReconcileSettings,
     #[serde(default)]
     pub status: relay_status::StatusSettings,
+    #[serde(default)]
+    pub notifications: relay_notifications::NotificationSettings,
+    /// Zoom's WebSocket event delivery (`zoom-relay websocket`), per subscription.
+    #[serde(default)]
+    pub websocket: relay_websocket::WebsocketSettings,
     /// One entry per Zoom account (its Server-to-Server OAuth app).
     #[serde(default)]
     pub accounts: Vec<AccountSettings>,
@@ -123,7 +128,10 @@ impl Settings {
             .map_err(|error| InvalidSetting::new(format!("zoom.{}", error.key), error.reason))?;
         self.pipeline.validate()?;
         self.reconcile.validate()?;
+        self.notifications.validate()?;
         self.status.validate()?;
+        let names: Vec<&str> = self.accounts.iter().map(|a| a.name.as_str()).collect();
+        self.websocket.validate(&names)?;
         validate_accounts(&self.accounts)
     }
 
@@ -222,7 +230,8 @@ mod tests {
         assert!(error.to_string().contains("zoom.oauth_url"), "{error}");
     }
 
-    /// Every key of a table, recursively, as dotted paths (arrays of tables by their first item).
+    /// Every key of a table, recursively, as dotted paths (arrays of tables by all their items:
+    /// an account with a user-managed app shows keys the first does not have).
     fn keys(value: &toml::Value, prefix: &str, into: &mut BTreeSet<String>) {
         match value {
             toml::Value::Table(table) => {
@@ -242,8 +251,8 @@ mod tests {
                 }
             }
             toml::Value::Array(items) => {
-                if let Some(first @ toml::Value::Table(_)) = items.first() {
-                    keys(first, prefix, into);
+                for item in items.iter().filter(|item| item.is_table()) {
+                    keys(item, prefix, into);
                 }
             }
             _ => {}
@@ -266,6 +275,26 @@ mod tests {
         full.status.bearer_token = Some("token".into());
         full.status.username = Some("ops".into());
         full.status.password = Some("password".into());
+        full.accounts[0].user_oauth = Some(relay_pipeline::settings::UserOAuthSettings {
+            client_id: "user-app".into(),
+            client_secret: "secret".into(),
+            refresh_token: "refresh".into(),
+        });
+        // A map's entries are examples, not keys: the example's own entry stands for them.
+        full.accounts[0]
+            .owner
+            .domains
+            .insert("zoom.example.com".into(), "example.com".into());
+        full.accounts[0].include_topic = Some("board".into());
+        full.accounts[0].exclude_topic = Some("private".into());
+        full.accounts[0].webinar_destination = Some(full.accounts[0].destination.clone());
+        full.accounts[0].notification_url = Some("https://example.com/hooks".into());
+        full.accounts[0].notification_secret = Some("whsec_secret".into());
+        full.websocket.subscriptions = vec![relay_websocket::Subscription {
+            account: "acme".into(),
+            subscription_id: "subscription".into(),
+            grant_type: zoom_api::GrantType::ClientCredentials,
+        }];
         let known: toml::Value =
             toml::from_str(&full.to_redacted_toml()).expect("settings print as TOML");
         let mut expected = BTreeSet::new();

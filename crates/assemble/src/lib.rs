@@ -404,6 +404,23 @@ impl Stage for Assemble {
             &failed,
             previous.as_ref(),
         )?;
+        if !account.settings.metadata.is_empty() {
+            // Fetched once: an assembly done again keeps what the first one found.
+            manifest.metadata = match previous.as_ref().and_then(|p| p.metadata.clone()) {
+                Some(kept) if kept.unavailable.is_empty() => Some(kept),
+                _ => Some(
+                    relay_pipeline::metadata::fetch(
+                        account,
+                        &relay_pipeline::metadata::Subject {
+                            uuid: &manifest.meeting_uuid,
+                            meeting_id: manifest.meeting_id,
+                            webinar: manifest.kind == "webinar",
+                        },
+                    )
+                    .await,
+                ),
+            };
+        }
         // One budget for every ffmpeg and ffprobe run of this delivery.
         let deadline = Deadline::after(self.shared.settings.media_timeout);
         if account.settings.verify_media {

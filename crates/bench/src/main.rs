@@ -1,21 +1,26 @@
 //! Benchmark helpers for `make bench-*` (see docs/benchmarks.md).
 //!
-//! - `sign`: a signed ~2 KiB `recording.completed` request as a wrk Lua script.
+//! - `sign`: a wrk Lua script posting signed ~2 KiB `recording.completed` deliveries, each
+//!   distinct ([`event`]).
 //! - `bare-http`: the HTTP ceiling, an actix-web handler that answers 200 and does nothing else.
-//! - `broker-publish`: the broker ceiling, a plain lapin publisher with the ingress's message size,
-//!   persistence, confirms and in-flight window.
+//! - `minimal`: the ingress's essential work and nothing else ([`minimal`]).
+//! - `broker-publish`: the broker ceiling, channels × confirms in flight ([`ceiling`]).
+//! - `open-loop`: a fixed rate of signed deliveries, latency from the scheduled send
+//!   ([`open_loop`]).
 //! - `queue-depth`: how many messages a queue holds.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+mod ceiling;
+mod event;
+mod minimal;
+mod open_loop;
+
 use std::time::{Duration, Instant};
 
 use actix_web::{App, HttpResponse, HttpServer, web};
 use clap::{Parser, Subcommand};
-use lapin::options::{BasicPublishOptions, ConfirmSelectOptions, QueueDeclareOptions};
+use lapin::options::QueueDeclareOptions;
 use lapin::types::FieldTable;
-use lapin::{BasicProperties, Connection, ConnectionProperties};
-use secrecy::SecretString;
+use lapin::{Connection, ConnectionProperties};
 
 #[derive(Parser)]
 struct Cli {
@@ -25,7 +30,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Print a wrk script posting one signed recording.completed of about `size` bytes.
+    /// Print a wrk script posting signed recording.completed deliveries of about `size` bytes,
+    /// each distinct.
     Sign {
         #[arg(long)]
         secret: String,
@@ -37,8 +43,24 @@ enum Command {
         #[arg(long, default_value = "127.0.0.1:8090")]
         listen: String,
     },
-    /// Publish persistent messages with confirms, `in_flight` at a time, for `seconds`, to
-    /// `exchange` (the ingress's, so the broker does the same routing and storing work).
+    /// The ingress's essential work only: verify the signature, publish with confirms, answer.
+    Minimal {
+        #[arg(long, default_value = "127.0.0.1:8091")]
+        listen: String,
+        #[arg(long, default_value = "amqp://guest:guest@127.0.0.1:5672/%2f")]
+        url: String,
+        #[arg(long)]
+        secret: String,
+        #[arg(long)]
+        exchange: String,
+        #[arg(long, default_value = "recording.completed")]
+        routing_key: String,
+        #[arg(long, default_value_t = 4)]
+        channels: usize,
+    },
+    /// Publish persistent messages with confirms for `seconds` to `exchange` (the ingress's, so
+    /// the broker does the same routing and storing work), on each of `channels` channels with
+    /// `window` confirms in flight; lists run every combination, one JSON line each.
     BrokerPublish {
         #[arg(long, default_value = "amqp://guest:guest@127.0.0.1:5672/%2f")]
         url: String,
@@ -46,12 +68,28 @@ enum Command {
         exchange: String,
         #[arg(long, default_value = "recording.completed")]
         routing_key: String,
-        #[arg(long, default_value_t = 64)]
-        in_flight: usize,
+        #[arg(long, value_delimiter = ',', default_value = "4")]
+        channels: Vec<usize>,
+        #[arg(long, value_delimiter = ',', default_value = "64")]
+        window: Vec<usize>,
         #[arg(long, default_value_t = 2048)]
         size: usize,
         #[arg(long, default_value_t = 30)]
         seconds: u64,
+    },
+    /// Post signed deliveries at a fixed `rate` for `seconds`; print latency percentiles
+    /// measured from each request's scheduled send time (JSON).
+    OpenLoop {
+        #[arg(long)]
+        url: String,
+        #[arg(long)]
+        secret: String,
+        #[arg(long, default_value_t = 1000)]
+        rate: u64,
+        #[arg(long, default_value_t = 30)]
+        seconds: u64,
+        #[arg(long, default_value_t = 2048)]
+        size: usize,
     },
     /// Declare a durable queue bound to `exchange` with `#` (counts what the ingress stored).
     Tap {
@@ -97,51 +135,10 @@ enum Command {
     },
 }
 
-fn sample_event(size: usize) -> String {
-    let mut event = serde_json::json!({
-        "event": "recording.completed",
-        "event_ts": 1_700_000_000_000_i64,
-        "payload": {
-            "account_id": "bench-account",
-            "object": {
-                "uuid": "4444AAAiAAAAAiAiAiiAii==", "id": 1234567890, "topic": "Benchmark",
-                "host_email": "host@example.com", "start_time": "2026-11-23T10:00:00Z",
-                "recording_files": [{
-                    "id": "ed6c2f27-2ae7-42f4-b3d0-835b493e4fa8", "file_type": "MP4",
-                    "file_size": 246560, "status": "completed",
-                    "recording_type": "shared_screen_with_speaker_view",
-                    "download_url": "https://zoom.example/rec/download/abc"
-                }],
-                "padding": ""
-            }
-        },
-        "download_token": "eyJhbGciOiJIUzUxMiJ9.eyJleHAiOjE3MDAwMDAwMDB9.sig"
-    });
-    let missing = size.saturating_sub(event.to_string().len());
-    event["payload"]["object"]["padding"] = serde_json::Value::String("x".repeat(missing));
-    event.to_string()
-}
-
-fn lua_string(text: &str) -> String {
-    format!("\"{}\"", text.replace('\\', "\\\\").replace('"', "\\\""))
-}
-
 #[actix_web::main]
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
-        Command::Sign { secret, size } => {
-            let body = sample_event(size);
-            let timestamp = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)?
-                .as_secs() as i64;
-            let signature =
-                zoom_api::webhook::sign(&SecretString::from(secret), timestamp, body.as_bytes());
-            println!("wrk.method = \"POST\"");
-            println!("wrk.body = {}", lua_string(&body));
-            println!("wrk.headers[\"Content-Type\"] = \"application/json\"");
-            println!("wrk.headers[\"x-zm-request-timestamp\"] = \"{timestamp}\"");
-            println!("wrk.headers[\"x-zm-signature\"] = \"{signature}\"");
-        }
+        Command::Sign { secret, size } => print!("{}", event::wrk_script(&secret, size)),
         Command::BareHttp { listen } => {
             HttpServer::new(|| {
                 App::new().default_service(web::to(|| async { HttpResponse::Ok().finish() }))
@@ -150,19 +147,68 @@ async fn main() -> anyhow::Result<()> {
             .run()
             .await?;
         }
+        Command::Minimal {
+            listen,
+            url,
+            secret,
+            exchange,
+            routing_key,
+            channels,
+        } => minimal::serve(&listen, &url, secret, exchange, routing_key, channels).await?,
         Command::BrokerPublish {
             url,
             exchange,
             routing_key,
-            in_flight,
+            channels,
+            window,
             size,
             seconds,
         } => {
-            let target = Target {
+            let target = ceiling::Target {
                 exchange,
                 routing_key,
             };
-            broker_publish(&url, &target, in_flight, size, Duration::from_secs(seconds)).await?
+            let body = event::sample_event(size).into_bytes();
+            for &channels in &channels {
+                for &window in &window {
+                    let published = ceiling::publish(
+                        &url,
+                        &target,
+                        channels,
+                        window,
+                        &body,
+                        Duration::from_secs(seconds),
+                    )
+                    .await?;
+                    println!(
+                        "{{\"channels\": {channels}, \"window\": {window}, \"confirmed\": {}, \"seconds\": {:.2}, \"per_second\": {:.0}}}",
+                        published.confirmed,
+                        published.seconds,
+                        published.confirmed as f64 / published.seconds
+                    );
+                }
+            }
+        }
+        Command::OpenLoop {
+            url,
+            secret,
+            rate,
+            seconds,
+            size,
+        } => {
+            let report =
+                open_loop::run(&url, &secret, size, rate, Duration::from_secs(seconds)).await?;
+            println!(
+                "{{\"sent\": {}, \"ok\": {}, \"seconds\": {:.2}, \"rate\": {rate}, \"p50_ms\": {:.2}, \"p90_ms\": {:.2}, \"p99_ms\": {:.2}, \"p999_ms\": {:.2}, \"max_ms\": {:.2}}}",
+                report.sent,
+                report.ok,
+                report.seconds,
+                report.percentile_ms(50.0),
+                report.percentile_ms(90.0),
+                report.percentile_ms(99.0),
+                report.percentile_ms(99.9),
+                report.percentile_ms(100.0),
+            );
         }
         Command::Tap {
             url,
@@ -226,66 +272,6 @@ async fn main() -> anyhow::Result<()> {
             println!("{}", declared.message_count());
         }
     }
-    Ok(())
-}
-
-struct Target {
-    exchange: String,
-    routing_key: String,
-}
-
-async fn broker_publish(
-    url: &str,
-    target: &Target,
-    in_flight: usize,
-    size: usize,
-    duration: Duration,
-) -> anyhow::Result<()> {
-    let connection = Connection::connect(url, ConnectionProperties::default()).await?;
-    let channel = connection.create_channel().await?;
-    channel
-        .confirm_select(ConfirmSelectOptions::default())
-        .await?;
-    let target = Arc::new((target.exchange.clone(), target.routing_key.clone()));
-    let body = Arc::new(sample_event(size).into_bytes());
-    let confirmed = Arc::new(AtomicU64::new(0));
-    let started = Instant::now();
-    let workers: Vec<_> = (0..in_flight)
-        .map(|_| {
-            let (channel, body, confirmed) = (channel.clone(), body.clone(), confirmed.clone());
-            let target = target.clone();
-            tokio::spawn(async move {
-                while started.elapsed() < duration {
-                    let confirm = channel
-                        .basic_publish(
-                            target.0.as_str().into(),
-                            target.1.as_str().into(),
-                            BasicPublishOptions {
-                                mandatory: true,
-                                ..Default::default()
-                            },
-                            &body,
-                            BasicProperties::default().with_delivery_mode(2),
-                        )
-                        .await?
-                        .await?;
-                    if confirm.is_ack() {
-                        confirmed.fetch_add(1, Ordering::Relaxed);
-                    }
-                }
-                Ok::<_, lapin::Error>(())
-            })
-        })
-        .collect();
-    for worker in workers {
-        worker.await??;
-    }
-    let elapsed = started.elapsed().as_secs_f64();
-    let count = confirmed.load(Ordering::Relaxed);
-    println!(
-        "{{\"confirmed\": {count}, \"seconds\": {elapsed:.2}, \"per_second\": {:.0}}}",
-        count as f64 / elapsed
-    );
     Ok(())
 }
 
@@ -367,9 +353,26 @@ async fn download(
         expected_size: Some(file.size),
     };
     let started = Instant::now();
-    let mut writer = tokio::fs::File::create(out).await?;
-    let downloaded = client.download(source).await?.copy_to(&mut writer).await?;
-    tokio::io::AsyncWriteExt::flush(&mut writer).await?;
+    // The file is written on a thread of its own, straight from the received buffers (no copy
+    // into an async file's buffer), so writing overlaps receiving as hashing does.
+    let mut target = std::fs::File::create(out)?;
+    let (chunks, mut queue) = tokio::sync::mpsc::channel(16);
+    let writer = tokio::task::spawn_blocking(move || {
+        while let Some(chunk) = queue.blocking_recv() {
+            let chunk: bytes::Bytes = chunk;
+            std::io::Write::write_all(&mut target, &chunk)?;
+        }
+        Ok::<_, std::io::Error>(())
+    });
+    let mut download = client.download(source).await?;
+    while let Some(chunk) = download.next_chunk().await? {
+        if chunks.send(chunk).await.is_err() {
+            break;
+        }
+    }
+    drop(chunks);
+    writer.await??;
+    let downloaded = download.finish().await?;
     let seconds = started.elapsed().as_secs_f64();
     anyhow::ensure!(downloaded.sha256 == file.sha256, "digest mismatch");
     println!(

@@ -112,7 +112,7 @@ impl Cleanup {
         manifest: &Manifest,
         upload: &VerifiedUpload,
     ) -> Result<Vec<String>, StageError> {
-        let destination = &account.destination;
+        let destination = account.destination_for(&manifest.kind);
         if destination
             .exists_with_size(&destination.path(&manifest.manifest_path)?)
             .await?

@@ -34,6 +34,9 @@ struct Cli {
 enum Command {
     /// Receive Zoom event notifications and store them in RabbitMQ.
     Ingress,
+    /// Receive Zoom's events over the WebSocket subscriptions (`[[websocket.subscriptions]]`)
+    /// and store them in RabbitMQ, as the ingress does; see docs/websocket.md.
+    Websocket,
     /// Turn recording events into one download task per wanted file.
     Plan,
     /// Download files into staging.
@@ -80,6 +83,9 @@ enum Command {
     /// Send archived or dead-lettered events again: to a staging ingress or broker, a file,
     /// or (dead letters) back into their stage. See docs/replay.md.
     Replay(Box<replay::ReplayArgs>),
+    /// POST each account's notification_url when a meeting landed or failed for good, signed
+    /// the Standard Webhooks way (docs/notifications.md).
+    Notifications,
     /// The ingress and every stage in one process: a whole single-machine deployment.
     Run,
     /// Check every account's credentials against Zoom: token, a cheap read, needed scopes.
@@ -90,6 +96,11 @@ enum Command {
     Config,
 }
 
+// Under load, glibc's allocator spent a sixth of the ingress's CPU (malloc, free and their
+// consolidation across threads); mimalloc's per-thread heaps cut that (docs/benchmarks.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
@@ -97,11 +108,13 @@ async fn main() -> anyhow::Result<ExitCode> {
     relay_core::telemetry::init(&settings.log);
     let components: &[Component] = match cli.command {
         Command::Ingress => &[Component::Ingress],
+        Command::Websocket => &[Component::Websocket],
         Command::Plan => &[Component::Plan],
         Command::Download => &[Component::Download],
         Command::Assemble => &[Component::Assemble],
         Command::Upload => &[Component::Upload],
         Command::Cleanup => &[Component::Cleanup],
+        Command::Notifications => &[Component::Notifications],
         Command::Reconcile { once: false } => &[Component::Reconcile],
         Command::Reconcile { once: true } => {
             let oneshot = Oneshot::connect(&settings).await.context("starting")?;
@@ -173,31 +186,42 @@ async fn main() -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Prints `ok` or `FAILED` per account with Zoom's reason and the scopes the enabled features
-/// lack; fails when any account does. Never prints a secret.
+/// Prints `ok` or `FAILED` per account with Zoom's reason; the scopes its features lack (a
+/// missing optional one names the features it disables) and the granted scopes no configured
+/// feature uses (least privilege). Fails when an account cannot work. Never prints a secret.
 async fn check(settings: &Settings) -> anyhow::Result<ExitCode> {
     if settings.accounts.is_empty() {
         println!("no [[accounts]] configured");
         return Ok(ExitCode::FAILURE);
     }
+    // A user-managed app's refresh token rotates on use: `check` uses the shared chain too.
+    let staging = relay_pipeline::Staging::new(
+        &settings.pipeline.staging,
+        &settings.pipeline.staging_options,
+    )
+    .context("opening staging")?;
     let mut healthy = true;
     for account in &settings.accounts {
-        let mut wanted = vec![Capability::ReadRecordings, Capability::ReadUsers];
-        if account.deletes() {
-            wanted.push(Capability::DeleteRecordings);
-        }
-        let client = ZoomClient::new(&settings.zoom, &account.name, account.credentials())
-            .context("building the Zoom client")?;
+        let needs = relay_pipeline::features::needs(account);
+        let wanted: Vec<Capability> = needs.iter().map(|need| need.capability).collect();
+        let client = ZoomClient::new(
+            &settings.zoom,
+            &account.name,
+            relay_pipeline::oauth::credentials(account, Some(&staging)),
+        )
+        .context("building the Zoom client")?;
         let report = client.check(&wanted).await;
+        let scopes =
+            relay_pipeline::features::ScopeReport::new(&needs, &client.tokens().outcome().scopes);
         match &report.result {
-            Ok(()) if report.missing.is_empty() => println!("ok      {}", report.account),
+            Ok(()) if scopes.missing.is_empty() => println!("ok      {}", report.account),
             Ok(()) => println!("FAILED  {}: missing scopes", report.account),
             Err(reason) => println!("FAILED  {}: {reason}", report.account),
         }
-        for capability in &report.missing {
-            println!("        needs {}", capability.describe());
-        }
         if report.result.is_ok() {
+            for line in scopes.lines() {
+                println!("        {line}");
+            }
             // Which listing reconciliation will use for this account.
             let today = chrono::Utc::now().date_naive();
             match client.account_recordings(today, today).await {
@@ -207,7 +231,7 @@ async fn check(settings: &Settings) -> anyhow::Result<ExitCode> {
                 }
             }
         }
-        healthy &= report.result.is_ok() && report.missing.is_empty();
+        healthy &= report.result.is_ok() && scopes.missing.is_empty();
     }
     Ok(if healthy {
         ExitCode::SUCCESS

@@ -188,7 +188,8 @@ fn zoom_code(error: &zoom_api::ZoomError) -> Code {
         ZoomError::RateLimited { .. }
         | ZoomError::Server { .. }
         | ZoomError::Transport(_)
-        | ZoomError::Decode(_) => Code::ZoomUnavailable,
+        | ZoomError::Decode(_)
+        | ZoomError::TokenStore(_) => Code::ZoomUnavailable,
     }
 }
 

@@ -7,6 +7,7 @@
 //!   exchange, queue and policy names are spelled), the confirming [`broker::Publisher`], and the
 //!   management API.
 //! - [`binding`]: the account a message acts for, carried in its headers; every header name.
+//! - [`entry`]: where a Zoom event enters (webhook or WebSocket): its checks and its publish.
 //! - [`consumer`]: the one consumer loop every stage runs, and the [`consumer::Task`] routes.
 //! - [`failure`]: the stable failure codes operators match on.
 //! - [`status`]: meeting transitions, as published to the status stream.
@@ -18,6 +19,7 @@
 pub mod binding;
 pub mod broker;
 pub mod consumer;
+pub mod entry;
 pub mod failure;
 pub mod metrics;
 pub mod settings;

@@ -231,6 +231,31 @@ impl StatusMessage {
     }
 }
 
+/// The command that sends a meeting's dead letters of `stage` back through it (docs/replay.md):
+/// the status page, the CLI and failure notifications print it.
+pub fn replay_command(stage: &str, uuid: &str, account: &str) -> String {
+    format!(
+        "zoom-relay replay --from-dlq {} --meeting {} --account {}",
+        shell_word(stage),
+        shell_word(uuid),
+        shell_word(account)
+    )
+}
+
+/// `text` as one shell word: as it is when it holds only characters no shell treats specially
+/// (Zoom's uuids: letters, digits, `/`, `+`, `=`), single-quoted otherwise.
+pub fn shell_word(text: &str) -> String {
+    let plain = !text.is_empty()
+        && text.chars().all(|c| {
+            c.is_ascii_alphanumeric() || matches!(c, '/' | '+' | '=' | '_' | '-' | '.' | ':' | '@')
+        });
+    if plain {
+        text.to_owned()
+    } else {
+        format!("'{}'", text.replace('\'', r"'\''"))
+    }
+}
+
 /// One account as one process sees it through its Zoom client: published by every process that
 /// holds Zoom clients, when something changed and at least every few minutes.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

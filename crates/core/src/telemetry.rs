@@ -8,8 +8,13 @@ use crate::settings::{LogFormat, LogSettings};
 
 /// Installs the global subscriber. `RUST_LOG` overrides the configured level.
 pub fn init(settings: &LogSettings) {
-    let filter = EnvFilter::try_from_default_env()
+    let mut filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new(settings.level.as_str()));
+    // The WebSocket handshake's trace prints the request line, and Zoom's socket takes its access
+    // token in the URL: never logged, whatever level is asked for.
+    if let Ok(silenced) = "tungstenite::handshake=off".parse() {
+        filter = filter.add_directive(silenced);
+    }
     let json = match settings.format {
         LogFormat::Json => true,
         LogFormat::Pretty => false,

@@ -143,7 +143,7 @@ impl Download {
                 return Err(error);
             }
             writer.finish().await?;
-            let written = download.finish();
+            let written = download.finish().await?;
             let record = StagedFile {
                 file_id: file_id.to_owned(),
                 size: written.bytes,

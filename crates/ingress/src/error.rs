@@ -3,6 +3,7 @@
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 use relay_core::broker::PublishError;
+use relay_core::entry::EntryError;
 use serde::Serialize;
 use zoom_api::webhook::VerifyError;
 
@@ -38,6 +39,17 @@ pub enum IngressError {
     NotFound,
     #[error("method not allowed on this endpoint")]
     MethodNotAllowed,
+}
+
+impl From<EntryError> for IngressError {
+    fn from(error: EntryError) -> Self {
+        match error {
+            EntryError::InvalidJson => Self::InvalidJson,
+            EntryError::MissingEvent => Self::MissingEvent,
+            EntryError::AccountMismatch { named } => Self::AccountMismatch { named },
+            EntryError::InvalidMeetingUuid => Self::InvalidMeetingUuid,
+        }
+    }
 }
 
 impl IngressError {

@@ -15,15 +15,13 @@ use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
 use bytes::BytesMut;
 use futures_util::StreamExt;
 use prometheus_client::registry::Registry;
-use relay_core::binding::{Binding, Origin, ReplayClaim, header, replay_header};
-use relay_core::broker::stream::FILTER_VALUE_HEADER;
-use relay_core::broker::{Broker, Outgoing, Publisher};
+use relay_core::binding::{Binding, Origin, ReplayClaim, replay_header};
+use relay_core::broker::{Broker, Publisher};
+use relay_core::entry::Checked;
 use serde_json::json;
-use sha2::{Digest, Sha256};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
-use tracing::{Instrument, info, warn};
+use tracing::{Instrument, debug, info, warn};
 use zoom_api::EventName;
-use zoom_api::event::Envelope;
 use zoom_api::webhook::{
     SIGNATURE_HEADER, SignedHeaders, SigningKey, TIMESTAMP_HEADER, TRACKING_ID_HEADER,
 };
@@ -33,11 +31,6 @@ use crate::error::IngressError;
 use crate::metrics::Metrics;
 use crate::settings::IngressSettings;
 
-/// AMQP routing keys are short strings.
-const MAX_EVENT_NAME: usize = 255;
-/// Zoom's meeting uuids are 24 characters; anything far longer is not one, and would travel in
-/// a header (frames are limited: an oversized header closes the broker connection for all).
-const MAX_MEETING_UUID: usize = 128;
 /// Longer tracking ids are replaced by the body's digest (message ids are AMQP short strings).
 const MAX_TRACKING_ID: usize = 128;
 
@@ -192,21 +185,18 @@ async fn receive(
     let verified = signed.verify(&body, keys)?;
     let signer = verified.owner();
     let span = tracing::Span::current();
-    span.record("account", signer.name.as_str());
-    span.record("account_id", signer.account_id.as_str());
+    record_fields(
+        &span,
+        [
+            ("account", signer.name.as_str()),
+            ("account_id", signer.account_id.as_str()),
+        ],
+    );
 
-    let envelope: Envelope =
-        serde_json::from_slice(verified.body()).map_err(|_| IngressError::InvalidJson)?;
-    if envelope.event.is_empty() || envelope.event.len() > MAX_EVENT_NAME {
-        return Err(IngressError::MissingEvent);
-    }
-    span.record("event", envelope.event.as_str());
     // Signed by one account, it may act only for that account.
-    if let Some(named) = envelope.account_ids().find(|id| *id != signer.account_id) {
-        return Err(IngressError::AccountMismatch {
-            named: named.to_owned(),
-        });
-    }
+    let checked = Checked::parse(verified.body(), &signer.account_id)?;
+    let envelope = &checked.envelope;
+    span.record("event", envelope.event.as_str());
 
     // A replay's claim (its job; may it delete) counts only when the same token signed it.
     let replay = ReplayClaim::from_request(
@@ -238,35 +228,24 @@ async fn receive(
         Some(tracking_id) if !tracking_id.is_empty() && tracking_id.len() <= MAX_TRACKING_ID => {
             tracking_id.to_owned()
         }
-        _ => format!("sha256:{}", hex::encode(Sha256::digest(verified.body()))),
+        _ => checked.digest_id(),
     };
-    span.record("message_id", message_id.as_str());
-    let meeting_uuid = envelope.meeting_uuid().unwrap_or_default();
-    if meeting_uuid.len() > MAX_MEETING_UUID {
-        return Err(IngressError::InvalidMeetingUuid);
-    }
-    span.record("meeting_uuid", meeting_uuid);
+    record_fields(
+        &span,
+        [
+            ("message_id", message_id.as_str()),
+            ("meeting_uuid", checked.meeting_uuid()),
+        ],
+    );
     let mut binding = Binding::new(&signer.name, &signer.account_id, Origin::Webhook);
     if let Some(claim) = &replay {
         span.record("replay_job", claim.job.as_str());
         claim.apply(&mut binding);
     }
-    let mut headers = binding.to_headers();
-    // Lets an archive reader on a broker with stream filtering skip other accounts' chunks.
-    relay_core::binding::set_text(&mut headers, FILTER_VALUE_HEADER, &signer.name);
-    relay_core::binding::set_text(&mut headers, header::EVENT, &envelope.event);
-    relay_core::binding::set_int(
-        &mut headers,
-        header::EVENT_TS,
-        envelope.event_ts.unwrap_or_default(),
-    );
-    relay_core::binding::set_int(&mut headers, header::RECEIVED_AT, unix_now_ms());
-    relay_core::binding::set_text(&mut headers, header::MEETING_UUID, meeting_uuid);
-    let message = Outgoing::new(&state.exchange, &envelope.event, verified.body())
-        .message_id(&message_id)
-        .headers(headers);
     let started = Instant::now();
-    state.publisher.publish(message).await?;
+    checked
+        .publish(&state.publisher, &state.exchange, &binding, &message_id)
+        .await?;
     let acceptable_until = signed.sent_at() + settings.timestamp_tolerance_secs as i64;
     let valid_for = (acceptable_until - unix_now()).clamp(0, i64::MAX) as u64;
     state
@@ -275,7 +254,11 @@ async fn receive(
     state
         .metrics
         .event_stored(&envelope.event, started.elapsed().as_secs_f64());
-    info!("event stored");
+    // Not at info: at full rate a line per event costs the ingress a third of its CPU (the JSON
+    // formatter re-reads every span's fields for each line; docs/benchmarks.md), and says no
+    // more than `zoom_relay_ingress_events_total` and the archive stream, which holds each event
+    // with its account. Refusals stay at warn.
+    debug!("event stored");
     Ok(Received::Stored)
 }
 
@@ -322,17 +305,32 @@ async fn read_body(
     Ok((body, held))
 }
 
+/// Records several of the span's fields in one call. The JSON log format re-reads and rewrites
+/// a span's recorded fields on every `record`, each request, whether or not a line is written:
+/// one call for fields known together instead of one call each (docs/benchmarks.md).
+fn record_fields<const N: usize>(span: &tracing::Span, values: [(&str, &str); N]) {
+    let Some(metadata) = span.metadata() else {
+        return;
+    };
+    let fields = metadata.fields();
+    let named = values.map(|(name, value)| (fields.field(name), value));
+    let pairs = named.each_ref().map(|(field, value)| {
+        field
+            .as_ref()
+            .map(|field| (field, Some(value as &dyn tracing::Value)))
+    });
+    // Every name is the webhook span's own; a misspelt one is skipped rather than recorded.
+    if let Some(pairs) = pairs.iter().copied().collect::<Option<Vec<_>>>()
+        && let Ok(pairs) = <[_; N]>::try_from(pairs)
+    {
+        span.record_all(&fields.value_set(&pairs));
+    }
+}
+
 fn unix_now() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|elapsed| elapsed.as_secs() as i64)
-        .unwrap_or_default()
-}
-
-fn unix_now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|elapsed| elapsed.as_millis() as i64)
         .unwrap_or_default()
 }
 
@@ -366,4 +364,62 @@ async fn not_found() -> HttpResponse {
 
 async fn method_not_allowed() -> HttpResponse {
     IngressError::MethodNotAllowed.error_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use super::record_fields;
+
+    /// What the JSON log format wrote.
+    #[derive(Clone, Default)]
+    struct Lines(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Lines {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0
+                .lock()
+                .map_err(|_| std::io::Error::other("poisoned"))?
+                .extend_from_slice(buf);
+            Ok(buf.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn fields_recorded_together_reach_a_refusal_line() {
+        let lines = Lines::default();
+        let writer = lines.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .json()
+            .with_writer(move || writer.clone())
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            let span = tracing::info_span!(
+                "webhook",
+                account = tracing::field::Empty,
+                account_id = tracing::field::Empty,
+                message_id = tracing::field::Empty,
+                meeting_uuid = tracing::field::Empty,
+            );
+            let _entered = span.enter();
+            record_fields(&span, [("account", "acme"), ("account_id", "A1")]);
+            record_fields(&span, [("message_id", "m1"), ("meeting_uuid", "u1==")]);
+            tracing::warn!("webhook refused");
+        });
+        let written = lines.0.lock().expect("lines").clone();
+        let text = String::from_utf8(written).expect("utf-8");
+        for field in [
+            r#""account":"acme""#,
+            r#""account_id":"A1""#,
+            r#""message_id":"m1""#,
+            r#""meeting_uuid":"u1==""#,
+        ] {
+            assert!(text.contains(field), "{field} missing from {text}");
+        }
+    }
 }

@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use regex::Regex;
 use relay_core::binding::Binding;
 use relay_core::failure::{Code, StageError};
 use relay_storage::{Location, StorageError};
@@ -10,7 +11,7 @@ use zoom_api::model::MeetingRecordings;
 use zoom_api::{ZoomClient, ZoomSettings};
 
 use crate::paths::{PathTemplates, TemplateError};
-use crate::settings::AccountSettings;
+use crate::settings::{AccountSettings, topic_regex};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AccountError {
@@ -24,6 +25,12 @@ pub enum AccountError {
         account: String,
         source: TemplateError,
     },
+    #[error("account `{account}`: {field} {reason}")]
+    TopicFilter {
+        account: String,
+        field: &'static str,
+        reason: String,
+    },
     #[error("account `{account}`: Zoom client: {source}")]
     Zoom {
         account: String,
@@ -34,13 +41,63 @@ pub enum AccountError {
 pub struct Account {
     pub settings: AccountSettings,
     pub zoom: Arc<ZoomClient>,
+    /// Meetings' destination, and webinars' unless `webinar_destination` is set: use
+    /// [`Account::destination_for`].
     pub destination: Location,
+    pub webinar_destination: Option<Location>,
     pub templates: PathTemplates,
+    pub topics: TopicFilter,
+}
+
+/// The account's topic filters, compiled once.
+#[derive(Debug, Clone, Default)]
+pub struct TopicFilter {
+    include: Option<Regex>,
+    exclude: Option<Regex>,
+}
+
+impl TopicFilter {
+    pub fn new(settings: &AccountSettings) -> Result<Self, AccountError> {
+        let compile = |field: &'static str, pattern: &Option<String>| {
+            pattern
+                .as_deref()
+                .map(topic_regex)
+                .transpose()
+                .map_err(|reason| AccountError::TopicFilter {
+                    account: settings.name.clone(),
+                    field,
+                    reason,
+                })
+        };
+        Ok(Self {
+            include: compile("include_topic", &settings.include_topic)?,
+            exclude: compile("exclude_topic", &settings.exclude_topic)?,
+        })
+    }
+
+    /// Why a topic is left out, if it is.
+    pub fn skip_reason(&self, topic: &str) -> Option<&'static str> {
+        if self.include.as_ref().is_some_and(|r| !r.is_match(topic)) {
+            return Some("topic does not match include_topic");
+        }
+        if self.exclude.as_ref().is_some_and(|r| r.is_match(topic)) {
+            return Some("topic matches exclude_topic");
+        }
+        None
+    }
 }
 
 impl Account {
     pub fn name(&self) -> &str {
         &self.settings.name
+    }
+
+    /// Where a recording of `kind` (the manifest's `meeting` or `webinar`) goes.
+    pub fn destination_for(&self, kind: &str) -> &Location {
+        match (&self.webinar_destination, kind) {
+            (Some(webinars), "webinar") => webinars,
+            _ => &self.destination,
+        }
     }
 
     /// Whether the account wants this file type (`file_types` empty: everything).
@@ -64,6 +121,9 @@ impl Account {
     /// Why this account does not archive `meeting`, if it does not.
     pub fn skip_reason(&self, meeting: &MeetingRecordings) -> Option<&'static str> {
         let settings = &self.settings;
+        if !settings.enabled {
+            return Some("the account is switched off (enabled = false)");
+        }
         if meeting.is_webinar() && !settings.webinars {
             return Some("webinars are off for this account");
         }
@@ -79,6 +139,9 @@ impl Account {
         {
             return Some("shorter than min_duration_minutes");
         }
+        if let Some(reason) = self.topics.skip_reason(&meeting.topic) {
+            return Some(reason);
+        }
         None
     }
 }
@@ -90,18 +153,32 @@ pub struct Accounts {
 }
 
 impl Accounts {
+    /// Accounts whose apps are all Server-to-Server (a user-managed app needs [`Self::build`]).
     pub fn new(accounts: &[AccountSettings], zoom: &ZoomSettings) -> Result<Self, AccountError> {
+        Self::build(accounts, zoom, None)
+    }
+
+    /// Every account; a user-managed OAuth app keeps its rotating refresh token in `staging`,
+    /// which every process of the deployment shares.
+    pub fn build(
+        accounts: &[AccountSettings],
+        zoom: &ZoomSettings,
+        staging: Option<&crate::Staging>,
+    ) -> Result<Self, AccountError> {
         let accounts = accounts
             .iter()
             .map(|account| {
                 let name = account.name.clone();
                 Ok(Account {
-                    zoom: ZoomClient::new(zoom, &account.name, account.credentials()).map_err(
-                        |source| AccountError::Zoom {
-                            account: name.clone(),
-                            source,
-                        },
-                    )?,
+                    zoom: ZoomClient::new(
+                        zoom,
+                        &account.name,
+                        crate::oauth::credentials(account, staging),
+                    )
+                    .map_err(|source| AccountError::Zoom {
+                        account: name.clone(),
+                        source,
+                    })?,
                     destination: Location::parse(
                         &account.destination,
                         &account.destination_options,
@@ -110,12 +187,22 @@ impl Accounts {
                         account: name.clone(),
                         source,
                     })?,
+                    webinar_destination: account
+                        .webinar_destination
+                        .as_ref()
+                        .map(|url| Location::parse(url, &account.destination_options))
+                        .transpose()
+                        .map_err(|source| AccountError::Storage {
+                            account: name.clone(),
+                            source,
+                        })?,
                     templates: PathTemplates::new(account).map_err(|source| {
                         AccountError::Template {
                             account: name.clone(),
                             source,
                         }
                     })?,
+                    topics: TopicFilter::new(account)?,
                     settings: account.clone(),
                 })
             })

@@ -7,15 +7,22 @@
 //! - [`staging`]: the staging layout whose markers make every stage idempotent.
 //! - [`paths`]: the one function family that turns a recording's identity into keys.
 //! - [`manifest`]: the per-meeting `meeting.json`.
+//! - [`metadata`]: the optional enrichments of a manifest, each behind its own scope.
 //! - [`lease`]: one process at a time for a job, across replicas, through staging.
+//! - [`features`]: what an account's features need of its app's scopes (`zoom-relay check`).
+//! - [`oauth`]: a user-managed OAuth app's rotating refresh token, kept in staging.
 //!
 //! [`Shared`] is what a stage is built from: the per-process parts the composition root builds
 //! once.
 
 pub mod accounts;
+pub mod features;
 pub mod lease;
 pub mod manifest;
 pub mod messages;
+pub mod metadata;
+pub mod oauth;
+pub mod owner;
 pub mod paths;
 pub mod settings;
 pub mod staging;

@@ -138,6 +138,18 @@ pub enum JoinMethod {
     Reencode,
 }
 
+/// One change Zoom told of a recording already described.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Update {
+    /// `recording.renamed`, `recording.trashed`, `recording.batch_trashed`, …
+    pub event: String,
+    /// When Zoom sent it (`event_ts`).
+    pub at: DateTime<Utc>,
+    /// For a rename: the new topic.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub topic: Option<String>,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Segment {
     pub index: u32,
@@ -159,6 +171,9 @@ pub struct Manifest {
     pub meeting_type: Option<u8>,
     pub host_id: Option<String>,
     pub host_email: Option<String>,
+    /// Who owns it at the destination (the account's `owner` rule over the host's email).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
     pub start_time: Option<String>,
     pub timezone: Option<String>,
     /// Zoom's `duration`, minutes.
@@ -182,6 +197,14 @@ pub struct Manifest {
     /// Files Zoom has that could not be archived, with why. They stay at Zoom.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub missing: Vec<MissingFile>,
+    /// What happened to the recording at Zoom after it was described: renamed (the new
+    /// topic), trashed, recovered, deleted — by Zoom's events, oldest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub updates: Vec<Update>,
+    /// What the account's `metadata` setting fetched beside the recording: participants,
+    /// panelists, past instances, summary, Q&A, and which could not be fetched (and why).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<crate::metadata::Enrichment>,
     pub total_bytes: u64,
     pub source_events: Vec<String>,
     /// Where this manifest goes, relative to the destination's root: beside the files.
@@ -219,6 +242,10 @@ impl Manifest {
             hasher.update(missing.file_id.as_bytes());
             hasher.update(missing.code.as_bytes());
         }
+        for update in &self.updates {
+            hasher.update(update.event.as_bytes());
+            hasher.update(update.at.to_rfc3339().as_bytes());
+        }
         hasher.update(self.manifest_path.as_bytes());
         hasher.update(self.topic.as_bytes());
         hex::encode(hasher.finalize())
@@ -238,14 +265,35 @@ impl Manifest {
         failed: &BTreeMap<String, FailedFile>,
         previous: Option<&Manifest>,
     ) -> Result<(Self, MeetingRecordings), TemplateError> {
-        let latest = metas
+        let brings_files = |meta: &&MeetingMeta| {
+            EventName::parse(&meta.event)
+                .is_some_and(|event| EventName::RECORDINGS.contains(&event))
+        };
+        let newest = metas.iter().filter(brings_files).max_by_key(|meta| {
+            let completed = meta.event == EventName::RecordingCompleted.as_str();
+            (completed, meta.event_ts)
+        });
+        let mut latest = newest.map(|meta| meta.meeting.clone()).unwrap_or_default();
+        // What happened to the recording at Zoom since (renamed, trashed, recovered, deleted),
+        // oldest first. A rename newer than the description changes the topic, not the paths:
+        // what is at the destination never moves.
+        let mut changes: Vec<&MeetingMeta> = metas.iter().filter(|m| !brings_files(m)).collect();
+        changes.sort_by_key(|meta| (meta.event_ts, meta.event_id.clone()));
+        let described_at = newest.map(|meta| meta.event_ts).unwrap_or_default();
+        if let Some(renamed) = changes.iter().rev().find(|meta| {
+            meta.event == EventName::RecordingRenamed.as_str() && meta.event_ts >= described_at
+        }) {
+            latest.topic = renamed.meeting.topic.clone();
+        }
+        let updates: Vec<Update> = changes
             .iter()
-            .max_by_key(|meta| {
-                let completed = meta.event == EventName::RecordingCompleted.as_str();
-                (completed, meta.event_ts)
+            .map(|meta| Update {
+                event: meta.event.clone(),
+                at: DateTime::from_timestamp_millis(meta.event_ts).unwrap_or_default(),
+                topic: (meta.event == EventName::RecordingRenamed.as_str())
+                    .then(|| meta.meeting.topic.clone()),
             })
-            .map(|meta| meta.meeting.clone())
-            .unwrap_or_default();
+            .collect();
         let mut source_events: Vec<String> =
             metas.iter().map(|meta| meta.event_id.clone()).collect();
         source_events.sort();
@@ -301,6 +349,7 @@ impl Manifest {
             meeting_type: latest.meeting_type,
             host_id: latest.host_id.clone(),
             host_email: latest.host_email.clone(),
+            owner: Some(account.owner.owner_of(latest.host_email.as_deref())),
             start_time: latest.start_time.clone(),
             timezone: latest.timezone.clone(),
             duration_minutes: latest.duration,
@@ -315,6 +364,8 @@ impl Manifest {
             concatenated: Vec::new(),
             joins: Vec::new(),
             missing: Vec::new(),
+            updates,
+            metadata: None,
             total_bytes: 0,
             source_events,
             manifest_path: match &dir {

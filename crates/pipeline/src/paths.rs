@@ -130,6 +130,7 @@ pub struct PathTemplates {
     pub meeting_dir: String,
     pub file_name: String,
     pub account: String,
+    pub owner: crate::owner::OwnerSettings,
 }
 
 impl PathTemplates {
@@ -144,6 +145,7 @@ impl PathTemplates {
             meeting_dir: account.path_template.clone(),
             file_name: account.file_template.clone(),
             account: account.name.clone(),
+            owner: account.owner.clone(),
         };
         let sample = MeetingRecordings {
             uuid: "sample==".into(),
@@ -171,6 +173,7 @@ impl PathTemplates {
         Some(match name {
             "account" => value(&self.account),
             "host_email" => value(meeting.host_email.as_deref().unwrap_or("unknown-host")),
+            "owner" => value(&self.owner.owner_of(meeting.host_email.as_deref())),
             "topic" => value(&meeting.topic),
             "meeting_uuid" => uuid_component(&meeting.uuid),
             "meeting_id" => meeting
@@ -504,6 +507,22 @@ mod tests {
     }
 
     #[test]
+    fn the_owner_placeholder_follows_the_accounts_owner_rule() {
+        let templates = PathTemplates::new(&toml_account(
+            "path_template = '{owner}/{kind}/{meeting_uuid}'\nowner = { rule = 'rewrite', domains = { 'example.com' = 'corp.example.org' }, default = 'unassigned' }",
+        ))
+        .expect("templates");
+        let dir = templates.meeting_dir(&meeting()).expect("dir");
+        assert!(dir.starts_with("host@corp.example.org/meeting/"), "{dir}");
+        let nobody = MeetingRecordings {
+            host_email: None,
+            ..meeting()
+        };
+        let dir = templates.meeting_dir(&nobody).expect("dir");
+        assert!(dir.starts_with("unassigned/meeting/"), "{dir}");
+    }
+
+    #[test]
     fn file_templates_take_the_meetings_placeholders() {
         let templates = PathTemplates::new(&toml_account(
             "file_template = '{start:%Y%m%d}-{host_email}-{meeting_id}-{kind}-{view}.{ext}'",
@@ -552,6 +571,7 @@ mod tests {
             meeting_dir: "{nope}-{meeting_uuid}".into(),
             file_name: "{segment}".into(),
             account: "a".into(),
+            owner: Default::default(),
         };
         assert_eq!(
             templates.meeting_dir(&meeting()),

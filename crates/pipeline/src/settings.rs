@@ -202,9 +202,14 @@ pub struct AccountSettings {
     /// Zoom's id of the account. An event is acted on only for the account whose secret token
     /// signed it, and only if it names this id.
     pub account_id: String,
+    /// The Server-to-Server OAuth app's client id (leave out with `user_oauth`).
+    #[serde(default)]
     pub client_id: String,
-    #[serde(serialize_with = "redacted")]
+    #[serde(default = "empty_secret", serialize_with = "redacted")]
     pub client_secret: SecretString,
+    /// A user-managed OAuth app instead of a Server-to-Server one: exactly one of the two.
+    #[serde(default)]
+    pub user_oauth: Option<UserOAuthSettings>,
     /// The app's current secret token and, during a rotation, the previous one.
     #[serde(serialize_with = "redacted_list")]
     pub secret_tokens: Vec<SecretString>,
@@ -212,6 +217,10 @@ pub struct AccountSettings {
     /// `s3://bucket/prefix`, `gs://bucket/prefix`, `az://container/prefix`).
     #[serde(default = "default_destination")]
     pub destination: StoreUrl,
+    /// Where this account's webinars go instead, when they go elsewhere (a platform's webinar
+    /// category, another bucket): same form and `destination_options` as `destination`.
+    #[serde(default)]
+    pub webinar_destination: Option<StoreUrl>,
     /// Options for the destination store (`aws_endpoint`, `aws_region`, `aws_access_key_id`,
     /// `aws_secret_access_key`, `google_service_account`, …), as `object_store` names them.
     #[serde(default, serialize_with = "redacted_map")]
@@ -224,6 +233,10 @@ pub struct AccountSettings {
     /// `{file_id}`, `{ext}`, and every placeholder of `path_template`.
     #[serde(default = "default_file_template")]
     pub file_template: String,
+    /// Who owns each recording, from its host's email: `{owner}` in the templates and
+    /// `owner` in the manifest.
+    #[serde(default)]
+    pub owner: crate::owner::OwnerSettings,
     #[serde(default = "yes")]
     pub meetings: bool,
     #[serde(default = "yes")]
@@ -232,6 +245,18 @@ pub struct AccountSettings {
     /// participant audio included.
     #[serde(default)]
     pub file_types: Vec<String>,
+    /// Whether the account takes new work. `false` keeps its configuration (and the ingress
+    /// still accepts and archives its events, so nothing is lost) but plan skips its events
+    /// and reconciliation leaves it alone until it is switched on again, then catches up.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Only recordings whose topic matches this regular expression (Rust `regex` syntax,
+    /// `(?i)` for case-insensitive; matched anywhere in the topic unless anchored).
+    #[serde(default)]
+    pub include_topic: Option<String>,
+    /// Recordings whose topic matches this regular expression are skipped.
+    #[serde(default)]
+    pub exclude_topic: Option<String>,
     /// Only these hosts' recordings (emails, case-insensitive); empty means everyone.
     #[serde(default)]
     pub include_hosts: Vec<String>,
@@ -258,9 +283,61 @@ pub struct AccountSettings {
     /// for 30 days at Zoom) or `delete` (permanent).
     #[serde(default)]
     pub delete_after_upload: DeleteAfterUpload,
+    /// Richer metadata written into `meeting.json`, each behind its own optional scope:
+    /// `participants` (and webinar panelists), `instances` (a recurring meeting's past
+    /// occurrences), `summary` (AI Companion), `qa` (webinar Q&A). A scope the app lacks
+    /// disables that one, with a log line and a `zoom-relay check` entry.
+    #[serde(default)]
+    pub metadata: Vec<Metadata>,
     /// Wait this many days after the upload before deleting.
     #[serde(default)]
     pub delete_after_days: u32,
+    /// Where `zoom-relay notifications` POSTs when a meeting landed or failed for good
+    /// (docs/notifications.md). With `notification_secret`, or not at all.
+    #[serde(default)]
+    pub notification_url: Option<String>,
+    /// The Standard Webhooks signing secret shared with the receiver: `whsec_` + base64.
+    #[serde(default, serialize_with = "redacted_option")]
+    pub notification_secret: Option<SecretString>,
+}
+
+fn redacted_option<S: serde::Serializer>(
+    secret: &Option<SecretString>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    match secret {
+        Some(_) => serializer.serialize_some("[REDACTED]"),
+        None => serializer.serialize_none(),
+    }
+}
+
+/// Optional metadata an account fetches into the manifest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Metadata {
+    Participants,
+    Instances,
+    Summary,
+    Qa,
+}
+
+/// A user-managed OAuth app, authorized once by a user of the account: its refresh token seeds
+/// the chain of rotated tokens kept in staging (docs/zoom-apps-credentials.md).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserOAuthSettings {
+    pub client_id: String,
+    #[serde(serialize_with = "redacted")]
+    pub client_secret: SecretString,
+    /// The refresh token from the authorization. Used once, the first time: Zoom replaces it
+    /// on every use, and the current one lives in staging. A token put here later (after the
+    /// app was authorized again) replaces the stored chain at the next start.
+    #[serde(serialize_with = "redacted")]
+    pub refresh_token: SecretString,
+}
+
+fn empty_secret() -> SecretString {
+    SecretString::from("")
 }
 
 fn redacted_list<S: serde::Serializer>(
@@ -273,6 +350,15 @@ fn redacted_list<S: serde::Serializer>(
         out.serialize_element("[REDACTED]")?;
     }
     out.end()
+}
+
+/// A topic filter's pattern, compiled. Bounded: the `regex` crate matches in linear time (no
+/// backtracking), and a pattern whose program would exceed 1 MiB is refused.
+pub fn topic_regex(pattern: &str) -> Result<regex::Regex, String> {
+    regex::RegexBuilder::new(pattern)
+        .size_limit(1 << 20)
+        .build()
+        .map_err(|error| format!("is not a regular expression: {error}"))
 }
 
 fn yes() -> bool {
@@ -293,10 +379,21 @@ fn default_file_template() -> String {
 
 impl AccountSettings {
     pub fn credentials(&self) -> Credentials {
-        Credentials {
-            account_id: self.account_id.clone(),
-            client_id: self.client_id.clone(),
-            client_secret: self.client_secret.clone(),
+        match &self.user_oauth {
+            Some(app) => Credentials {
+                account_id: self.account_id.clone(),
+                client_id: app.client_id.clone(),
+                client_secret: app.client_secret.clone(),
+                refresh_token: Some(app.refresh_token.clone()),
+                grant_store: None,
+            },
+            None => Credentials {
+                account_id: self.account_id.clone(),
+                client_id: self.client_id.clone(),
+                client_secret: self.client_secret.clone(),
+                refresh_token: None,
+                grant_store: None,
+            },
         }
     }
 
@@ -338,10 +435,48 @@ pub fn validate_accounts(accounts: &[AccountSettings]) -> Result<(), InvalidSett
                 format!("is also accounts[{first}].account_id: one Zoom account, one entry"),
             ));
         }
-        if blank(&account.client_id) {
-            return Err(InvalidSetting::new(key("client_id"), "must not be empty"));
-        }
-        if blank(account.client_secret.expose_secret()) {
+        if let Some(app) = &account.user_oauth {
+            let s2s_keys: Vec<String> = [
+                (!account.client_id.is_empty()).then(|| key("client_id")),
+                (!account.client_secret.expose_secret().is_empty()).then(|| key("client_secret")),
+            ]
+            .into_iter()
+            .flatten()
+            .collect();
+            if !s2s_keys.is_empty() {
+                return Err(InvalidSetting::new(
+                    key("user_oauth"),
+                    format!(
+                        "an account has exactly one kind of credential: remove {} (Server-to-Server) or {} (user-managed)",
+                        s2s_keys.join(" and "),
+                        key("user_oauth")
+                    ),
+                ));
+            }
+            for (field, value) in [
+                ("user_oauth.client_id", app.client_id.as_str()),
+                (
+                    "user_oauth.client_secret",
+                    app.client_secret.expose_secret(),
+                ),
+                (
+                    "user_oauth.refresh_token",
+                    app.refresh_token.expose_secret(),
+                ),
+            ] {
+                if blank(value) {
+                    return Err(InvalidSetting::new(
+                        key(field),
+                        "must not be empty or blank",
+                    ));
+                }
+            }
+        } else if blank(&account.client_id) {
+            return Err(InvalidSetting::new(
+                key("client_id"),
+                "must not be empty (or configure user_oauth instead)",
+            ));
+        } else if blank(account.client_secret.expose_secret()) {
             return Err(InvalidSetting::new(
                 key("client_secret"),
                 "must not be empty or blank",
@@ -367,16 +502,39 @@ pub fn validate_accounts(accounts: &[AccountSettings]) -> Result<(), InvalidSett
                 ));
             }
         }
-        if !account.destination.expose().contains("://") {
-            return Err(InvalidSetting::new(
-                key("destination"),
-                "must be an object store URL (file:///…, s3://…, gs://…, az://…)",
-            ));
+        for (field, url) in [
+            ("destination", Some(&account.destination)),
+            ("webinar_destination", account.webinar_destination.as_ref()),
+        ] {
+            if url.is_some_and(|url| !url.expose().contains("://")) {
+                return Err(InvalidSetting::new(
+                    key(field),
+                    "must be an object store URL (file:///…, s3://…, gs://…, az://…)",
+                ));
+            }
         }
         if account.delete_after_days > 3650 {
             return Err(InvalidSetting::new(
                 key("delete_after_days"),
                 "must be at most 3650 (ten years)",
+            ));
+        }
+        for (field, pattern) in [
+            ("include_topic", &account.include_topic),
+            ("exclude_topic", &account.exclude_topic),
+        ] {
+            if let Some(pattern) = pattern {
+                topic_regex(pattern).map_err(|why| InvalidSetting::new(key(field), why))?;
+            }
+        }
+        if account.notification_url.is_some() != account.notification_secret.is_some() {
+            return Err(InvalidSetting::new(
+                key(if account.notification_url.is_some() {
+                    "notification_secret"
+                } else {
+                    "notification_url"
+                }),
+                "notification_url and notification_secret go together: a receiver must be able to verify what it gets",
             ));
         }
         if account.concat_reencode && !account.concat_media {
@@ -405,14 +563,20 @@ mod tests {
             account_id: id.into(),
             client_id: "client".into(),
             client_secret: SecretString::from("secret"),
+            user_oauth: None,
             secret_tokens: tokens.iter().map(|t| SecretString::from(*t)).collect(),
             destination: default_destination(),
+            webinar_destination: None,
             destination_options: BTreeMap::new(),
             path_template: default_path_template(),
             file_template: default_file_template(),
             meetings: true,
             webinars: true,
             file_types: vec![],
+            owner: Default::default(),
+            enabled: true,
+            include_topic: None,
+            exclude_topic: None,
             include_hosts: vec![],
             exclude_hosts: vec![],
             min_duration_minutes: 0,
@@ -420,7 +584,10 @@ mod tests {
             concat_reencode: false,
             verify_media: false,
             delete_after_upload: DeleteAfterUpload::Off,
+            metadata: vec![],
             delete_after_days: 0,
+            notification_url: None,
+            notification_secret: None,
         }
     }
 
@@ -460,6 +627,18 @@ mod tests {
         blank_secret.client_secret = SecretString::from(" \t");
         let error = validate_accounts(&[blank_secret]).expect_err("refused");
         assert_eq!(error.key, "accounts[0].client_secret");
+    }
+
+    #[test]
+    fn a_topic_filter_that_is_not_a_regular_expression_is_refused_naming_its_key() {
+        let mut broken = account("acme", "A", &["t"]);
+        broken.exclude_topic = Some("(unclosed".into());
+        let error = validate_accounts(&[broken]).expect_err("refused");
+        assert_eq!(error.key, "accounts[0].exclude_topic");
+        let mut huge = account("acme", "A", &["t"]);
+        huge.include_topic = Some("\\w{1000}{1000}".into());
+        let error = validate_accounts(&[huge]).expect_err("refused");
+        assert_eq!(error.key, "accounts[0].include_topic");
     }
 
     #[test]

@@ -113,6 +113,12 @@ pub enum RecordKey<'a> {
     Lease { name: &'a str },
     /// How far an account's recordings are known to be reconciled.
     Watermark { account: &'a str },
+    /// Where a reader of a stream got (the notifier in the status stream).
+    Cursor { name: &'a str },
+    /// One generation of a user-managed OAuth app's grant (see [`crate::oauth`]).
+    Grant { account: &'a str, generation: u64 },
+    /// Where an account's grant generations are.
+    Grants { account: &'a str },
 }
 
 /// Where files wait between download and upload.
@@ -141,6 +147,15 @@ impl Staging {
     pub fn record(&self, key: RecordKey<'_>) -> Result<Path, StorageError> {
         let relative = match key {
             RecordKey::Lease { name } => format!("_leases/{}.json", identity(name)),
+            RecordKey::Cursor { name } => format!("_cursors/{}.json", identity(name)),
+            RecordKey::Grant {
+                account,
+                generation,
+            } => format!(
+                "_accounts/{}/oauth/{generation:020}.json",
+                identity(account)
+            ),
+            RecordKey::Grants { account } => format!("_accounts/{}/oauth", identity(account)),
             RecordKey::Watermark { account } => {
                 format!("_accounts/{}/reconciled.json", identity(account))
             }

@@ -149,17 +149,11 @@ impl Plan {
             .message_id()
             .map(str::to_owned)
             .unwrap_or_else(|| format!("{}-{}", event.event, event.event_ts.unwrap_or_default()));
-        let mut summary = described.clone();
-        summary.recording_files.clear();
-        summary.participant_audio_files.clear();
-        summary.download_access_token = None;
-        summary.extra.remove("password");
-        summary.extra.remove("recording_play_passcode");
         let meta = MeetingMeta {
             event: event.event.clone(),
             event_id: event_id.clone(),
             event_ts: event.event_ts.unwrap_or_default(),
-            meeting: summary,
+            meeting: without_credentials(described.clone()),
         };
         location
             .put_json(
@@ -280,6 +274,93 @@ impl Plan {
     }
 }
 
+/// A meeting's description as staging keeps it: no file list, download token or passcode.
+fn without_credentials(mut meeting: MeetingRecordings) -> MeetingRecordings {
+    meeting.recording_files.clear();
+    meeting.participant_audio_files.clear();
+    meeting.download_access_token = None;
+    meeting.extra.remove("password");
+    meeting.extra.remove("recording_play_passcode");
+    meeting
+}
+
+impl Plan {
+    /// A change at Zoom to recordings already described (renamed, trashed, recovered, deleted;
+    /// one meeting or a batch): recorded in each meeting's status and, for a meeting the relay
+    /// holds, in its manifest — assembled and uploaded again, nothing downloaded. Its files stay
+    /// where they are at the destination.
+    async fn record_update(
+        &self,
+        account: &Account,
+        event_name: EventName,
+        event: &ZoomEvent,
+        context: &Context,
+    ) -> Result<(), StageError> {
+        let binding = context.binding();
+        let object = &event.payload["object"];
+        let uuids: Vec<String> = match object["meeting_uuids"].as_array() {
+            Some(batch) => batch
+                .iter()
+                .filter_map(|uuid| uuid.as_str().map(str::to_owned))
+                .collect(),
+            None => vec![event.meeting_uuid().to_owned()],
+        };
+        let event_id = context
+            .message_id()
+            .map(str::to_owned)
+            .unwrap_or_else(|| format!("{}-{}", event.event, event.event_ts.unwrap_or_default()));
+        for uuid in uuids.iter().filter(|uuid| !uuid.is_empty()) {
+            let staging = self.shared.staging.meeting(account.name(), uuid);
+            let held = staging.snapshot().await?.wanted() > 0;
+            info!(
+                event = event_name.as_str(),
+                meeting_uuid = uuid,
+                held,
+                "recorded; nothing to fetch"
+            );
+            if held {
+                let mut meeting: MeetingRecordings = if object["meeting_uuids"].is_array() {
+                    MeetingRecordings::default()
+                } else {
+                    serde_json::from_value(object.clone()).unwrap_or_default()
+                };
+                meeting.uuid = uuid.clone();
+                let meta = MeetingMeta {
+                    event: event.event.clone(),
+                    event_id: event_id.clone(),
+                    event_ts: event.event_ts.unwrap_or_default(),
+                    meeting: without_credentials(meeting),
+                };
+                staging
+                    .location()
+                    .put_json(
+                        &staging.path(StagingKey::Meta {
+                            event_id: &event_id,
+                        })?,
+                        &meta,
+                    )
+                    .await?;
+            }
+            let mut detail = json!({ "event": event_name.as_str() });
+            if event_name == EventName::RecordingRenamed {
+                detail["topic"] = object["topic"].clone();
+            }
+            context
+                .record(Transition::new(binding, uuid, State::Updated, "plan").detail(detail))
+                .await?;
+            if held {
+                context
+                    .send(&AssembleTask {
+                        meeting_uuid: uuid.clone(),
+                        staged_file: format!("update:{event_id}"),
+                    })
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+}
+
 impl Stage for Plan {
     type Input = ZoomEvent;
 
@@ -291,19 +372,8 @@ impl Stage for Plan {
             Some(EventName::RecordingCompleted | EventName::RecordingTranscriptCompleted) => {
                 self.plan_files(account, &event, context).await
             }
-            Some(other) => {
-                info!(event = other.as_str(), "recorded; nothing to fetch");
-                let uuid = event.meeting_uuid();
-                if uuid.is_empty() {
-                    return Ok(());
-                }
-                context
-                    .record(
-                        Transition::new(binding, uuid, State::Updated, "plan")
-                            .detail(json!({ "event": other.as_str() })),
-                    )
-                    .await
-            }
+            Some(EventName::EndpointUrlValidation) => Ok(()),
+            Some(other) => self.record_update(account, other, &event, context).await,
             None => {
                 info!(event = event.event, "not an event zoom-relay acts on");
                 Ok(())

@@ -320,3 +320,127 @@ async fn a_meeting_the_account_filters_out_is_recorded_as_skipped_with_the_reaso
         "shorter than min_duration_minutes"
     );
 }
+
+/// Each filter, on its own: what it leaves out (the reason recorded) and what it keeps.
+#[tokio::test]
+async fn filters_skip_by_host_duration_topic_and_the_accounts_switch_and_keep_the_rest() {
+    type Configure = fn(&mut AccountSettings);
+    let cases: [(&str, Configure, &str, &str, Option<&str>); 11] = [
+        (
+            "include_hosts keeps a listed host, any case",
+            |a| a.include_hosts = vec!["Boss@Example.com".into()],
+            "boss@example.com",
+            "Weekly",
+            None,
+        ),
+        (
+            "include_hosts leaves out everyone else",
+            |a| a.include_hosts = vec!["boss@example.com".into()],
+            "intern@example.com",
+            "Weekly",
+            Some("host filtered out"),
+        ),
+        (
+            "exclude_hosts leaves out a listed host",
+            |a| a.exclude_hosts = vec!["intern@example.com".into()],
+            "INTERN@example.com",
+            "Weekly",
+            Some("host filtered out"),
+        ),
+        (
+            "min_duration_minutes keeps long enough meetings",
+            |a| a.min_duration_minutes = 1,
+            "boss@example.com",
+            "Weekly",
+            None,
+        ),
+        (
+            "min_duration_minutes leaves out shorter ones",
+            |a| a.min_duration_minutes = 500,
+            "boss@example.com",
+            "Weekly",
+            Some("shorter than min_duration_minutes"),
+        ),
+        (
+            "include_topic keeps a match",
+            |a| a.include_topic = Some("(?i)^board".into()),
+            "boss@example.com",
+            "BOARD meeting",
+            None,
+        ),
+        (
+            "include_topic leaves out the rest",
+            |a| a.include_topic = Some("(?i)^board".into()),
+            "boss@example.com",
+            "Weekly board",
+            Some("topic does not match include_topic"),
+        ),
+        (
+            "exclude_topic leaves out a match",
+            |a| a.exclude_topic = Some("(?i)private|1:1".into()),
+            "boss@example.com",
+            "Private: review",
+            Some("topic matches exclude_topic"),
+        ),
+        (
+            "topics in any script",
+            |a| a.include_topic = Some("会議".into()),
+            "boss@example.com",
+            "週次会議 🎥",
+            None,
+        ),
+        (
+            "an account switched off takes no new work",
+            |a| a.enabled = false,
+            "boss@example.com",
+            "Weekly",
+            Some("the account is switched off (enabled = false)"),
+        ),
+        (
+            "no filter keeps everything",
+            |_| {},
+            "anyone@example.com",
+            "",
+            None,
+        ),
+    ];
+    for (case, configure, host, topic, skipped) in cases {
+        let harness = harness_with(configure).await;
+        let meeting = created(
+            &harness,
+            MeetingSpec {
+                host_email: host.into(),
+                topic: topic.into(),
+                ..spec()
+            },
+        );
+        let outbox = RecordingOutbox::new();
+        plan(
+            &harness,
+            &outbox.context(acme()),
+            &meeting.recording_completed,
+        )
+        .await
+        .unwrap_or_else(|error| panic!("{case}: {error:?}"));
+        let transitions = outbox.transitions();
+        match skipped {
+            Some(reason) => {
+                assert!(outbox.sent().is_empty(), "{case}: nothing fetched");
+                assert_eq!(transitions.len(), 1, "{case}");
+                assert_eq!(transitions[0].state, State::Skipped, "{case}");
+                assert_eq!(transitions[0].detail["reason"], reason, "{case}");
+            }
+            None => {
+                assert_eq!(
+                    outbox.sent_to(StageName::Download).len(),
+                    meeting.files.len(),
+                    "{case}: every file fetched"
+                );
+                assert!(
+                    transitions.iter().all(|t| t.state != State::Skipped),
+                    "{case}"
+                );
+            }
+        }
+    }
+}

@@ -256,7 +256,7 @@ impl Reconciler {
     /// Runs passes over every account until `shutdown`, each `reconcile.interval`.
     pub async fn run(&self, shutdown: CancellationToken) {
         loop {
-            for account in self.shared.accounts.iter() {
+            for account in self.shared.accounts.iter().filter(|a| a.settings.enabled) {
                 if shutdown.is_cancelled() {
                     return;
                 }
@@ -282,7 +282,9 @@ impl Reconciler {
     /// One pass over every account (`zoom-relay reconcile --once`).
     pub async fn once(&self) -> Vec<Summary> {
         let mut summaries = Vec::new();
-        for account in self.shared.accounts.iter() {
+        // A switched-off account is left alone: its watermark stays, so switched on again, its
+        // first pass covers the whole time it was off.
+        for account in self.shared.accounts.iter().filter(|a| a.settings.enabled) {
             let span = tracing::info_span!("reconcile", account = account.name());
             match self.continuous_pass(account, false).instrument(span).await {
                 Ok(Some(summary)) => summaries.push(summary),

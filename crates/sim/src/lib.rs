@@ -5,6 +5,11 @@
 //!   (`/rec/download/{id}`, `/rec/webhook_download/{id}`) that redirect to a signed file server
 //!   (`/files/{id}`, with `Range`), and the `/_sim/*` control endpoints (create meetings, import
 //!   real event bodies, release a later transcript, set faults, read what was asked).
+//! - [`websocket`]: Zoom's WebSocket event delivery (`/ws`), with `/_sim/websocket/*` to emit
+//!   events, close sockets, silence them or take the endpoint down.
+//! - [`metadata`]: a past meeting's participants, a webinar's panelists, attendees and Q&A, the
+//!   AI Companion summary, each refused without its scope as Zoom does (code 4711).
+//! - [`oauth`]: user-managed OAuth (authorization code, refresh tokens rotated on every use).
 //! - [`scenario`]: meetings with segments, views, transcripts, participant audio, and the events
 //!   Zoom sends about them (JWT-shaped `download_token`, UUIDs with `/` and `+`, hostile topics).
 //! - [`content`]: deterministic file content of any size, generated on the fly.
@@ -15,11 +20,14 @@
 //! It depends on the Zoom crate only: it knows nothing of the relay it stands in front of.
 
 pub mod content;
+pub mod metadata;
+pub mod oauth;
 pub mod routes;
 pub mod scenario;
 pub mod send;
 pub mod settings;
 pub mod state;
+pub mod websocket;
 
 use std::collections::HashMap;
 use std::net::TcpListener;

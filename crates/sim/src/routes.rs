@@ -31,6 +31,9 @@ type State = web::Data<Arc<SimState>>;
 const CONTENT_LIMIT: usize = 256 * 1024 * 1024;
 
 pub fn configure(config: &mut web::ServiceConfig) {
+    crate::websocket::configure(config);
+    crate::oauth::configure(config);
+    crate::metadata::configure(config);
     config
         .route("/oauth/token", web::post().to(oauth_token))
         .route("/v2/users/me", web::get().to(me))
@@ -79,12 +82,12 @@ pub fn configure(config: &mut web::ServiceConfig) {
         .route("/_sim/stats", web::get().to(stats));
 }
 
-fn zoom_error(status: StatusCode, code: i64, message: &str) -> HttpResponse {
+pub(crate) fn zoom_error(status: StatusCode, code: i64, message: &str) -> HttpResponse {
     HttpResponse::build(status).json(json!({ "code": code, "message": message }))
 }
 
 /// The account a request's bearer token belongs to, after the API-wide faults.
-fn authorize(request: &HttpRequest, state: &SimState) -> Result<String, HttpResponse> {
+pub(crate) fn authorize(request: &HttpRequest, state: &SimState) -> Result<String, HttpResponse> {
     let token = bearer(request.headers())
         .ok_or_else(|| zoom_error(StatusCode::UNAUTHORIZED, 124, "Invalid access token."))?;
     state.with(|inner| {
@@ -118,9 +121,14 @@ fn bearer(headers: &HeaderMap) -> Option<String> {
         .map(|token| token.trim().to_owned())
 }
 
+/// The scopes a token carries unless a fault says otherwise.
+pub(crate) const DEFAULT_SCOPES: &str =
+    "recording:read:admin recording:write:admin user:read:admin";
+
 async fn oauth_token(
     request: HttpRequest,
     query: web::Query<HashMap<String, String>>,
+    body: Bytes,
     state: State,
 ) -> HttpResponse {
     let failing = state.with(|inner| {
@@ -135,7 +143,14 @@ async fn oauth_token(
     if failing {
         return zoom_error(StatusCode::INTERNAL_SERVER_ERROR, 500, "Internal error");
     }
-    if query.get("grant_type").map(String::as_str) != Some("account_credentials") {
+    // `client_credentials` (the WebSocket subscription's, in Zoom's current docs) names no
+    // account: the app's credentials say which.
+    let params = crate::oauth::params(&query, &body);
+    let grant = params.get("grant_type").map(String::as_str);
+    if !matches!(
+        grant,
+        Some("account_credentials" | "client_credentials" | "authorization_code" | "refresh_token")
+    ) {
         return HttpResponse::BadRequest()
             .json(json!({"reason": "Unsupported grant type", "error": "unsupported_grant_type"}));
     }
@@ -166,7 +181,11 @@ async fn oauth_token(
             json!({"reason": "Invalid client_id or client_secret", "error": "invalid_client"}),
         );
     };
-    if query.get("account_id") != Some(&account.account_id) {
+    if let Some(response) = crate::oauth::token(&params, account, &state) {
+        return response;
+    }
+    if grant == Some("account_credentials") && query.get("account_id") != Some(&account.account_id)
+    {
         return HttpResponse::BadRequest()
             .json(json!({"reason": "Invalid account_id", "error": "invalid_request"}));
     }
@@ -182,7 +201,7 @@ async fn oauth_token(
         "access_token": token,
         "token_type": "bearer",
         "expires_in": state.token_ttl.as_secs(),
-        "scope": scopes.unwrap_or_else(|| "recording:read:admin recording:write:admin user:read:admin".into()),
+        "scope": scopes.unwrap_or_else(|| DEFAULT_SCOPES.into()),
         "api_url": state.public_url,
     }))
 }
@@ -198,7 +217,7 @@ async fn me(request: HttpRequest, state: State) -> HttpResponse {
 
 /// Decodes a meeting id as Zoom does, and enforces its rule: a UUID that starts with `/` or
 /// contains `//` must arrive encoded twice.
-fn meeting_id_from_path(request: &HttpRequest) -> Option<String> {
+pub(crate) fn meeting_id_from_path(request: &HttpRequest) -> Option<String> {
     let raw = request.uri().path().split('/').nth(3)?;
     let once = percent_decode(raw)?;
     if once.contains('%') {

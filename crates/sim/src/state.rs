@@ -127,6 +127,8 @@ pub struct Mutable {
     pub requests: Vec<RecordedRequest>,
     pub deletions: Vec<Deletion>,
     pub token_requests: u64,
+    pub user_oauth: crate::oauth::UserOAuth,
+    pub websockets: crate::websocket::Sockets,
 }
 
 /// The user the simulator lists as deactivated: a meeting hosted by it is found only by

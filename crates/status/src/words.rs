@@ -12,29 +12,7 @@ use crate::api::{AccountView, FileCounts, MeetingSummary, QueuesPage, StreamView
 use crate::machine::{Meeting, Pending};
 use crate::reader::Progress;
 
-/// The command that sends a meeting's dead letters of `stage` back through it (docs/replay.md).
-pub fn replay_command(stage: &str, uuid: &str, account: &str) -> String {
-    format!(
-        "zoom-relay replay --from-dlq {} --meeting {} --account {}",
-        shell_word(stage),
-        shell_word(uuid),
-        shell_word(account)
-    )
-}
-
-/// `text` as one shell word: as it is when it holds only characters no shell treats specially
-/// (Zoom's uuids: letters, digits, `/`, `+`, `=`), single-quoted otherwise.
-pub fn shell_word(text: &str) -> String {
-    let plain = !text.is_empty()
-        && text.chars().all(|c| {
-            c.is_ascii_alphanumeric() || matches!(c, '/' | '+' | '=' | '_' | '-' | '.' | ':' | '@')
-        });
-    if plain {
-        text.to_owned()
-    } else {
-        format!("'{}'", text.replace('\'', r"'\''"))
-    }
-}
+pub use relay_core::status::{replay_command, shell_word};
 
 /// What to do about a failure with `code`, before running the replay command.
 pub fn advice(code: Option<Code>, attempt: u32) -> String {

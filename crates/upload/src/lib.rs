@@ -79,7 +79,7 @@ impl Upload {
         file: &ManifestFile,
         force: bool,
     ) -> Result<Placed, StageError> {
-        let destination = &account.destination;
+        let destination = account.destination_for(&manifest.kind);
         let target = destination.path(&file.path)?;
         let source = staging.path(Self::staged_key(manifest, file))?;
         let staging = staging.location();
@@ -91,6 +91,10 @@ impl Upload {
             }
             // Keys are unique per meeting and file: another object there is not ours to replace.
             if staged && destination.exists_with_size(&target).await?.is_some() {
+                // A concurrent duplicate of this task may have placed it between the two looks.
+                if self.matches(destination, &target, file).await? {
+                    return Ok(Placed::AlreadyThere);
+                }
                 return Err(StageError::new(
                     Code::DestinationConflict,
                     format!(
@@ -117,11 +121,11 @@ impl Upload {
                 // Across filesystems a rename fails: fall back to a copy.
                 Err(error) => {
                     debug!(%error, "rename failed, copying instead");
-                    self.copy(account, &source, &target, file).await?
+                    self.copy(destination, &source, &target, file).await?
                 }
             }
         } else {
-            self.copy(account, &source, &target, file).await?
+            self.copy(destination, &source, &target, file).await?
         };
         // A rename moves the object, not its bytes, which were hashed as they were downloaded:
         // the size says it is the same object. Copied bytes are read back and hashed.
@@ -143,7 +147,7 @@ impl Upload {
 
     async fn copy(
         &self,
-        account: &Account,
+        destination: &Location,
         source: &Path,
         target: &Path,
         file: &ManifestFile,
@@ -151,7 +155,7 @@ impl Upload {
         let (sent, sha256) = copy_streaming(
             &self.shared.staging.location,
             std::slice::from_ref(source),
-            &account.destination,
+            destination,
             target,
             file.size,
         )
@@ -190,7 +194,7 @@ impl Stage for Upload {
             manifest_path: manifest.manifest_path.clone(),
             files: Default::default(),
         };
-        let destination = &account.destination;
+        let destination = account.destination_for(&manifest.kind);
         for file in manifest.files() {
             match self
                 .place(account, &staging, &manifest, file, binding.force)
@@ -244,7 +248,10 @@ impl Stage for Upload {
                     "missing": manifest.missing.len(),
                     "bytes": manifest.total_bytes,
                     "manifest": manifest.manifest_path,
-                    "destination": account.settings.destination.redacted(),
+                    "destination": match (&account.settings.webinar_destination, manifest.kind.as_str()) {
+                        (Some(webinars), "webinar") => webinars.redacted(),
+                        _ => account.settings.destination.redacted(),
+                    },
                     "topic": manifest.topic,
                 })),
             )

@@ -5,7 +5,8 @@
 //! - [`webhook`]: event-notification signatures (`x-zm-signature`) and the URL-validation answer.
 //! - [`event`]: event names, and the envelope every event shares, read only after verification.
 //! - [`model`]: recordings, files, users — unknown fields and file types kept as data.
-//! - [`client`]: the REST API for one account (Server-to-Server OAuth, rate limits, retries) and
+//! - [`client`]: the REST API for one account (Server-to-Server or user-managed OAuth, rate
+//!   limits, retries), the optional meeting metadata, and
 //!   the streaming, resuming, verifying file download.
 
 pub mod client;
@@ -16,4 +17,4 @@ pub mod webhook;
 
 pub use client::{ZoomClient, ZoomError};
 pub use event::EventName;
-pub use settings::{Credentials, ZoomSettings};
+pub use settings::{Credentials, GrantType, ZoomSettings};

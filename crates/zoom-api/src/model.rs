@@ -266,11 +266,12 @@ impl fmt::Debug for RecordingEvent {
     }
 }
 
-/// One page of a listing: `meetings` (recordings) or `users`, and the token to the next.
+/// One page of a listing: `meetings` (recordings), `users` or `participants`, and the token to
+/// the next.
 #[derive(Debug, Deserialize)]
 #[serde(bound(deserialize = "T: Deserialize<'de>"))]
 pub struct Page<T> {
-    #[serde(default, alias = "meetings", alias = "users")]
+    #[serde(default, alias = "meetings", alias = "users", alias = "participants")]
     pub items: Vec<T>,
     #[serde(default)]
     pub next_page_token: Option<String>,

@@ -25,6 +25,9 @@ pub enum ZoomError {
     Transport(String),
     #[error("unexpected answer from Zoom: {0}")]
     Decode(String),
+    /// The shared store of a user-managed OAuth app's refresh token failed.
+    #[error("{0}")]
+    TokenStore(String),
 }
 
 impl ZoomError {

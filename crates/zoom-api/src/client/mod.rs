@@ -1,4 +1,5 @@
-//! The Zoom REST API for one account, with Server-to-Server OAuth.
+//! The Zoom REST API for one account, with Server-to-Server OAuth or a user-managed app's
+//! rotating refresh token ([`grant`]); a meeting's optional metadata ([`metadata`]).
 //!
 //! Every call goes through [`ZoomClient::send`]: the account's rate budget, a cached token, and
 //! one retry policy — 401 renews the token and retries once, 429 waits `Retry-After` (or backs off
@@ -8,6 +9,8 @@
 mod auth;
 mod download;
 mod error;
+pub mod grant;
+pub mod metadata;
 mod ratelimit;
 mod stats;
 
@@ -50,7 +53,7 @@ pub fn meeting_path_segment(meeting_id: &str) -> String {
 }
 
 /// One occurrence of a recurring meeting.
-#[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
 pub struct PastInstance {
     pub uuid: String,
     #[serde(default)]
@@ -98,40 +101,116 @@ impl UserStatus {
     }
 }
 
-/// What `zoom-relay check` needs from an account's app.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What an account's features need from its app: each is granted by a classic scope or by a
+/// granular one (Zoom offers both; an app has one kind or the other).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Capability {
     ReadRecordings,
     DeleteRecordings,
     ReadUsers,
+    /// Who attended a past meeting (`GET /past_meetings/{uuid}/participants`).
+    ReadMeetingParticipants,
+    /// A webinar's panelists and past attendees (`GET /webinars/{id}/panelists`,
+    /// `GET /past_webinars/{uuid}/participants`).
+    ReadWebinarParticipants,
+    /// A recurring meeting's occurrences (`GET /past_meetings/{id}/instances`).
+    ReadPastInstances,
+    /// The AI Companion meeting summary (`GET /meetings/{uuid}/meeting_summary`).
+    ReadMeetingSummary,
+    /// A past webinar's Q&A (`GET /past_webinars/{uuid}/qa`).
+    ReadWebinarQa,
 }
 
 impl Capability {
+    pub const ALL: [Capability; 8] = [
+        Self::ReadRecordings,
+        Self::DeleteRecordings,
+        Self::ReadUsers,
+        Self::ReadMeetingParticipants,
+        Self::ReadWebinarParticipants,
+        Self::ReadPastInstances,
+        Self::ReadMeetingSummary,
+        Self::ReadWebinarQa,
+    ];
+
     pub fn describe(self) -> &'static str {
         match self {
             Self::ReadRecordings => "recording:read:admin (or cloud_recording:read:*)",
             Self::DeleteRecordings => "recording:write:admin (or cloud_recording:delete:*)",
             Self::ReadUsers => "user:read:admin (or user:read:*)",
+            Self::ReadMeetingParticipants => {
+                "meeting:read:admin (or meeting:read:list_past_participants:*)"
+            }
+            Self::ReadWebinarParticipants => {
+                "webinar:read:admin (or webinar:read:list_panelists:* and webinar:read:list_past_participants:*)"
+            }
+            Self::ReadPastInstances => "meeting:read:admin (or meeting:read:list_past_instances:*)",
+            Self::ReadMeetingSummary => "meeting_summary:read:admin (or meeting:read:summary:*)",
+            Self::ReadWebinarQa => "webinar:read:admin (or webinar:read:list_past_qa:*)",
         }
     }
 
-    /// Classic scope names, and granular-scope prefixes that also grant it.
-    pub fn satisfied_by(self, scopes: &[String]) -> bool {
-        let (classic, granular): (&[&str], &str) = match self {
+    /// Classic scope names, and the granular-scope prefixes that together grant it.
+    fn scopes(self) -> (&'static [&'static str], &'static [&'static str]) {
+        match self {
             Self::ReadRecordings => (
                 &["recording:read:admin", "recording:read"],
-                "cloud_recording:read:",
+                &["cloud_recording:read:"],
             ),
             Self::DeleteRecordings => (
                 &["recording:write:admin", "recording:write"],
-                "cloud_recording:delete:",
+                &["cloud_recording:delete:"],
             ),
-            Self::ReadUsers => (&["user:read:admin", "user:read"], "user:read:"),
-        };
-        scopes
-            .iter()
-            .any(|scope| classic.contains(&scope.as_str()) || scope.starts_with(granular))
+            Self::ReadUsers => (&["user:read:admin", "user:read"], &["user:read:"]),
+            Self::ReadMeetingParticipants => (
+                &["meeting:read:admin", "meeting:read"],
+                &["meeting:read:list_past_participants:"],
+            ),
+            Self::ReadWebinarParticipants => (
+                &["webinar:read:admin", "webinar:read"],
+                &[
+                    "webinar:read:list_panelists:",
+                    "webinar:read:list_past_participants:",
+                ],
+            ),
+            Self::ReadPastInstances => (
+                &["meeting:read:admin", "meeting:read"],
+                &["meeting:read:list_past_instances:"],
+            ),
+            Self::ReadMeetingSummary => (
+                &["meeting_summary:read:admin", "meeting_summary:read"],
+                &["meeting:read:summary:"],
+            ),
+            Self::ReadWebinarQa => (
+                &["webinar:read:admin", "webinar:read"],
+                &["webinar:read:list_past_qa:"],
+            ),
+        }
     }
+
+    /// Granted by `scopes`: one classic scope, or every granular scope it takes.
+    pub fn satisfied_by(self, scopes: &[String]) -> bool {
+        let (classic, granular) = self.scopes();
+        scopes.iter().any(|scope| classic.contains(&scope.as_str()))
+            || granular
+                .iter()
+                .all(|prefix| scopes.iter().any(|scope| scope.starts_with(prefix)))
+    }
+
+    /// Whether `scope` is one this capability uses.
+    pub fn uses(self, scope: &str) -> bool {
+        let (classic, granular) = self.scopes();
+        classic.contains(&scope) || granular.iter().any(|prefix| scope.starts_with(prefix))
+    }
+}
+
+/// Granted scopes that none of `wanted` uses: least privilege says remove them.
+pub fn unneeded_scopes(granted: &[String], wanted: &[Capability]) -> Vec<String> {
+    granted
+        .iter()
+        .filter(|scope| !wanted.iter().any(|capability| capability.uses(scope)))
+        .cloned()
+        .collect()
 }
 
 /// Outcome of a credentials check: never contains a secret.
@@ -140,6 +219,8 @@ pub struct CheckReport {
     pub account: String,
     pub result: Result<(), String>,
     pub missing: Vec<Capability>,
+    /// Scopes the token carries that none of the wanted capabilities uses.
+    pub unneeded: Vec<String>,
 }
 
 /// One account's API client. Cheap to share (`Arc`); its rate budget and token cache are the
@@ -171,7 +252,7 @@ impl ZoomClient {
         Ok(Arc::new(Self {
             account: account.to_owned(),
             account_id: credentials.account_id.clone(),
-            tokens: TokenCache::new(api.clone(), settings, credentials),
+            tokens: TokenCache::new(api.clone(), settings, credentials)?,
             limits: RateLimits::new(&settings.rate_limits),
             stats: ZoomStats::new(settings.rate_limits.heavy_per_day),
             settings: settings.clone(),
@@ -402,6 +483,7 @@ impl ZoomClient {
                     account,
                     result: Err(error.to_string()),
                     missing: Vec::new(),
+                    unneeded: Vec::new(),
                 };
             }
         };
@@ -410,6 +492,7 @@ impl ZoomClient {
             .copied()
             .filter(|capability| !capability.satisfied_by(&token.scopes))
             .collect();
+        let unneeded = unneeded_scopes(&token.scopes, wanted);
         let result = self
             .send(
                 (Category::Light, Priority::Live),
@@ -424,6 +507,7 @@ impl ZoomClient {
             account,
             result,
             missing,
+            unneeded,
         }
     }
 
@@ -645,5 +729,39 @@ mod tests {
             "cloud_recording:read:list_user_recordings:admin"
         ])));
         assert!(!Capability::DeleteRecordings.satisfied_by(&scopes(&["recording:read:admin"])));
+        assert!(
+            !Capability::ReadWebinarParticipants
+                .satisfied_by(&scopes(&["webinar:read:list_panelists:admin"])),
+            "granular: every scope it takes"
+        );
+        assert!(Capability::ReadWebinarParticipants.satisfied_by(&scopes(&[
+            "webinar:read:list_panelists:admin",
+            "webinar:read:list_past_participants:admin"
+        ])));
+        assert!(
+            !Capability::ReadMeetingParticipants
+                .satisfied_by(&scopes(&["meeting:read:summary:admin"]))
+        );
+    }
+
+    #[test]
+    fn scopes_no_wanted_capability_uses_are_unneeded() {
+        let granted: Vec<String> = [
+            "recording:read:admin",
+            "recording:write:admin",
+            "meeting:read:summary:admin",
+            "user:read:admin",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        assert_eq!(
+            unneeded_scopes(
+                &granted,
+                &[Capability::ReadRecordings, Capability::ReadUsers]
+            ),
+            vec!["recording:write:admin", "meeting:read:summary:admin"]
+        );
+        assert!(unneeded_scopes(&granted, &Capability::ALL).is_empty());
     }
 }
