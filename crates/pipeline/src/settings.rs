@@ -322,7 +322,7 @@ pub enum Metadata {
 }
 
 /// A user-managed OAuth app, authorized once by a user of the account: its refresh token seeds
-/// the chain of rotated tokens kept in staging (docs/zoom-apps-credentials.md).
+/// the chain of rotated tokens kept in staging (docs/zoom-apps.md).
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct UserOAuthSettings {

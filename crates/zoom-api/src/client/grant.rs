@@ -15,7 +15,7 @@
 //!
 //! What no client can survive: the process dying after Zoom rotated the token and before the
 //! store took the new one. Zoom offers no way to repeat a refresh. The window is one store write,
-//! and the way back is to authorize the app again (docs/zoom-apps-credentials.md).
+//! and the way back is to authorize the app again (docs/zoom-apps.md).
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
