@@ -250,8 +250,11 @@ async fn a_deleted_meeting_stays_deleted_when_zoom_repeats_recording_completed()
         ],
     );
     assert_eq!(detail["deletion"]["action"], "trash");
-    // Zoom sends the event again: the ingress takes it and plan plans it again.
-    pipeline.send(&created.recording_completed).await;
+    // Zoom sends the event again, as it does, with another download token (an identical
+    // delivery within the same second would be the same signature: a replay, stored once).
+    let mut repeated = created.recording_completed.clone();
+    repeated["download_token"] = serde_json::json!("a-second-download-token");
+    pipeline.send(&repeated).await;
     let again = status
         .wait_meeting(&created.uuid, |m| {
             let lines = m["history"].as_array().cloned().unwrap_or_default();
