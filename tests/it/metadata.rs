@@ -134,3 +134,70 @@ async fn a_webinar_gets_attendees_panelists_qa_and_summary_when_every_scope_is_g
         vec!["instances"]
     );
 }
+
+#[tokio::test]
+async fn alternative_hosts_become_co_owners_through_the_owner_rule_where_the_scope_allows() {
+    let pipeline = TestPipeline::start(|settings| {
+        let acme = &mut settings.accounts[0];
+        acme.metadata = vec![Metadata::CoOwners];
+        acme.owner = relay_pipeline::owner::OwnerSettings {
+            rule: relay_pipeline::owner::OwnerRule::Rewrite,
+            domains: [("example.com".into(), "corp.example.org".into())].into(),
+            ..Default::default()
+        };
+    })
+    .await;
+    let response = pipeline
+        .http
+        .post(format!("{}/_sim/faults", pipeline.sim))
+        .json(&ApiFaults {
+            // Meetings' settings may be read, webinars' not.
+            token_scopes: Some("recording:read:admin user:read:admin meeting:read:admin".into()),
+            revoke_tokens: true,
+            ..ApiFaults::default()
+        })
+        .send()
+        .await
+        .expect("faults set");
+    assert_eq!(response.status(), 204);
+    let meeting = pipeline
+        .create(&small(MeetingSpec {
+            transcript_later: false,
+            ..MeetingSpec::default()
+        }))
+        .await;
+    let webinar = pipeline
+        .create(&small(MeetingSpec {
+            webinar: true,
+            transcript_later: false,
+            ..MeetingSpec::default()
+        }))
+        .await;
+    pipeline.send(&meeting.recording_completed).await;
+    pipeline.send(&webinar.recording_completed).await;
+    let landed = pipeline
+        .wait_for_manifest(&meeting.uuid, |m| m.files().count() == meeting.files.len())
+        .await;
+    let metadata = landed.metadata.expect("metadata enabled");
+    assert_eq!(
+        metadata.co_owners,
+        Some(vec![
+            "alt-host@corp.example.org".to_owned(),
+            "second.host@corp.example.org".to_owned()
+        ])
+    );
+    let webinar_landed = pipeline
+        .wait_for_manifest(&webinar.uuid, |m| m.files().count() == webinar.files.len())
+        .await;
+    let metadata = webinar_landed.metadata.expect("metadata enabled");
+    assert_eq!(metadata.co_owners, None, "no webinar:read:admin");
+    assert_eq!(metadata.unavailable.len(), 1);
+    assert_eq!(metadata.unavailable[0].metadata, "co_owners");
+    assert!(
+        metadata.unavailable[0]
+            .reason
+            .contains("webinar:read:admin"),
+        "{:?}",
+        metadata.unavailable
+    );
+}

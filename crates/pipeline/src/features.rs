@@ -69,6 +69,22 @@ pub fn needs(account: &AccountSettings) -> Vec<Need> {
                 "metadata \"summary\"",
                 true,
             )),
+            Metadata::CoOwners => {
+                if account.meetings {
+                    needs.push(need(
+                        Capability::ReadMeeting,
+                        "metadata \"co_owners\" (meetings)",
+                        true,
+                    ));
+                }
+                if account.webinars {
+                    needs.push(need(
+                        Capability::ReadWebinar,
+                        "metadata \"co_owners\" (webinars)",
+                        true,
+                    ));
+                }
+            }
             Metadata::Qa => {
                 if account.webinars {
                     needs.push(need(

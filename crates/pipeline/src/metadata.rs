@@ -28,6 +28,10 @@ pub struct Enrichment {
     pub summary: Option<MeetingSummary>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub qa: Option<Vec<QaAsker>>,
+    /// The alternative hosts, each mapped by the account's `owner` rule: who else may claim
+    /// the recording at the destination.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub co_owners: Option<Vec<String>>,
     /// Enabled, and not fetched: why. The recording is archived all the same.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub unavailable: Vec<Unavailable>,
@@ -35,7 +39,7 @@ pub struct Enrichment {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Unavailable {
-    /// `participants`, `panelists`, `instances`, `summary` or `qa`.
+    /// `participants`, `panelists`, `instances`, `summary`, `qa` or `co_owners`.
     pub metadata: String,
     pub reason: String,
 }
@@ -146,6 +150,32 @@ pub async fn fetch(account: &Account, subject: &Subject<'_>) -> Enrichment {
                     );
                 }
             }
+            Metadata::CoOwners => {
+                let Some(id) = subject.meeting_id else {
+                    continue;
+                };
+                let capability = if subject.webinar {
+                    Capability::ReadWebinar
+                } else {
+                    Capability::ReadMeeting
+                };
+                if allowed(account, &scopes, capability, "co_owners", &mut enrichment) {
+                    enrichment.co_owners = keep(
+                        zoom.alternative_hosts(id, subject.webinar).await,
+                        account,
+                        "co_owners",
+                        &mut enrichment,
+                    )
+                    .map(|hosts| {
+                        let mut owners: Vec<String> = hosts
+                            .iter()
+                            .map(|email| account.settings.owner.owner_of(Some(email)))
+                            .collect();
+                        owners.dedup();
+                        owners
+                    });
+                }
+            }
             // Zoom's Q&A is a webinar's.
             Metadata::Qa if !subject.webinar => {}
             Metadata::Qa => {
@@ -235,5 +265,6 @@ fn name(kind: Metadata) -> &'static str {
         Metadata::Instances => "instances",
         Metadata::Summary => "summary",
         Metadata::Qa => "qa",
+        Metadata::CoOwners => "co_owners",
     }
 }

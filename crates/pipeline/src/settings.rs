@@ -319,6 +319,8 @@ pub enum Metadata {
     Instances,
     Summary,
     Qa,
+    /// The meeting's (or webinar's) alternative hosts, each through the account's `owner` rule.
+    CoOwners,
 }
 
 /// A user-managed OAuth app, authorized once by a user of the account: its refresh token seeds

@@ -38,7 +38,9 @@ pub fn configure(config: &mut web::ServiceConfig) {
         .route(
             "/v2/meetings/{meeting_id}/meeting_summary",
             web::get().to(summary),
-        );
+        )
+        .route("/v2/meetings/{meeting_id}", web::get().to(meeting_details))
+        .route("/v2/webinars/{webinar_id}", web::get().to(webinar_details));
 }
 
 /// The meeting a request names (uuid, or numeric id for its latest instance), after the token
@@ -225,6 +227,47 @@ async fn summary(request: HttpRequest, state: State) -> HttpResponse {
             ],
             "next_steps": ["Share the slides", "Book the follow-up"],
         })),
+        Err(response) => response,
+    }
+}
+
+/// A scheduled meeting or webinar as `GET /meetings/{id}` and `GET /webinars/{id}` answer it,
+/// abridged: its alternative hosts are two, one of them in another case and with a space.
+fn details(id: Option<u64>, uuid: &str, topic: &str, host: &str, start: &str) -> HttpResponse {
+    HttpResponse::Ok().json(json!({
+        "uuid": uuid,
+        "id": id,
+        "host_email": host,
+        "topic": topic,
+        "start_time": start,
+        "settings": {
+            "host_video": true,
+            "alternative_hosts": "alt-host@example.com; Second.Host@Example.com",
+            "auto_recording": "cloud",
+        },
+    }))
+}
+
+async fn meeting_details(request: HttpRequest, state: State) -> HttpResponse {
+    match meeting(
+        &request,
+        &state,
+        "meeting:read:admin",
+        "meeting:read:meeting:",
+    ) {
+        Ok((uuid, id, topic, host, start)) => details(id, &uuid, &topic, &host, &start),
+        Err(response) => response,
+    }
+}
+
+async fn webinar_details(request: HttpRequest, state: State) -> HttpResponse {
+    match meeting(
+        &request,
+        &state,
+        "webinar:read:admin",
+        "webinar:read:webinar:",
+    ) {
+        Ok((uuid, id, topic, host, start)) => details(id, &uuid, &topic, &host, &start),
         Err(response) => response,
     }
 }

@@ -143,4 +143,38 @@ impl ZoomClient {
         self.get_json((Category::Light, Priority::Live), &path, &[])
             .await
     }
+
+    /// The alternative hosts of a meeting (`GET /meetings/{id}`) or a webinar
+    /// (`GET /webinars/{id}`), Light: `settings.alternative_hosts`, emails separated by `;` (or
+    /// `,`, as older answers have them).
+    #[tracing::instrument(skip_all, fields(account = %self.account, meeting_id))]
+    pub async fn alternative_hosts(
+        &self,
+        meeting_id: u64,
+        webinar: bool,
+    ) -> Result<Vec<String>, ZoomError> {
+        #[derive(Deserialize)]
+        struct Scheduled {
+            #[serde(default)]
+            settings: Settings,
+        }
+        #[derive(Deserialize, Default)]
+        struct Settings {
+            #[serde(default)]
+            alternative_hosts: String,
+        }
+        let kind = if webinar { "webinars" } else { "meetings" };
+        let path = format!("/{kind}/{meeting_id}");
+        let answer: Scheduled = self
+            .get_json((Category::Light, Priority::Live), &path, &[])
+            .await?;
+        Ok(answer
+            .settings
+            .alternative_hosts
+            .split([';', ','])
+            .map(str::trim)
+            .filter(|email| !email.is_empty())
+            .map(str::to_owned)
+            .collect())
+    }
 }

@@ -119,10 +119,14 @@ pub enum Capability {
     ReadMeetingSummary,
     /// A past webinar's Q&A (`GET /past_webinars/{uuid}/qa`).
     ReadWebinarQa,
+    /// A meeting's settings, its alternative hosts among them (`GET /meetings/{id}`).
+    ReadMeeting,
+    /// A webinar's settings, its alternative hosts among them (`GET /webinars/{id}`).
+    ReadWebinar,
 }
 
 impl Capability {
-    pub const ALL: [Capability; 8] = [
+    pub const ALL: [Capability; 10] = [
         Self::ReadRecordings,
         Self::DeleteRecordings,
         Self::ReadUsers,
@@ -131,6 +135,8 @@ impl Capability {
         Self::ReadPastInstances,
         Self::ReadMeetingSummary,
         Self::ReadWebinarQa,
+        Self::ReadMeeting,
+        Self::ReadWebinar,
     ];
 
     pub fn describe(self) -> &'static str {
@@ -147,6 +153,8 @@ impl Capability {
             Self::ReadPastInstances => "meeting:read:admin (or meeting:read:list_past_instances:*)",
             Self::ReadMeetingSummary => "meeting_summary:read:admin (or meeting:read:summary:*)",
             Self::ReadWebinarQa => "webinar:read:admin (or webinar:read:list_past_qa:*)",
+            Self::ReadMeeting => "meeting:read:admin (or meeting:read:meeting:*)",
+            Self::ReadWebinar => "webinar:read:admin (or webinar:read:webinar:*)",
         }
     }
 
@@ -184,6 +192,14 @@ impl Capability {
             Self::ReadWebinarQa => (
                 &["webinar:read:admin", "webinar:read"],
                 &["webinar:read:list_past_qa:"],
+            ),
+            Self::ReadMeeting => (
+                &["meeting:read:admin", "meeting:read"],
+                &["meeting:read:meeting:"],
+            ),
+            Self::ReadWebinar => (
+                &["webinar:read:admin", "webinar:read"],
+                &["webinar:read:webinar:"],
             ),
         }
     }
