@@ -984,6 +984,61 @@ async fn a_file_processing_past_the_deadline_fails_with_that_reason() {
 }
 
 #[tokio::test]
+async fn a_download_longer_than_its_hold_limit_continues_in_parts_and_lands_once_byte_identical() {
+    // Zoom serves the MP4s slowly: each takes several hold limits, as a 20 GiB recording at
+    // 10 MB/s takes longer than RabbitMQ's 30-minute consumer timeout.
+    let pipeline = TestPipeline::start(|settings| {
+        settings.pipeline.download_hold_limit = Duration::from_millis(700);
+    })
+    .await;
+    let mut spec = small(MeetingSpec {
+        segments: 1,
+        transcript_later: false,
+        ..MeetingSpec::default()
+    });
+    spec.faults.insert(
+        "MP4".into(),
+        FileFaults {
+            bytes_per_second: Some(400_000),
+            ..FileFaults::default()
+        },
+    );
+    let created = pipeline.create(&spec).await;
+    pipeline.send(&created.recording_completed).await;
+    let manifest = pipeline
+        .wait_for_manifest(&created.uuid, |m| m.files().count() == created.files.len())
+        .await;
+    assert_delivered(&pipeline, &manifest, &created);
+    let mp4s = created
+        .files
+        .values()
+        .filter(|file| file.file_type == "MP4")
+        .count();
+    let continued = sim_requests(&pipeline.http, &pipeline.sim, "/")
+        .await
+        .into_iter()
+        .filter(|(_, _, status)| *status == 206)
+        .count();
+    assert!(
+        continued >= 2 * mp4s,
+        "each MP4 continued from its parts more than once: {continued} ranged answers for {mp4s} MP4s"
+    );
+    let parts: Vec<PathBuf> = find_files(pipeline.staging.path())
+        .into_iter()
+        .filter(|path| path.components().any(|c| c.as_os_str() == "parts"))
+        .collect();
+    assert!(parts.is_empty(), "parts removed once joined: {parts:?}");
+    assert!(
+        eventually(WAIT, || pipeline.quiet()).await,
+        "the pipeline settles"
+    );
+    assert_eq!(
+        queue_length(&pipeline.dead_letters(StageName::Download)).await,
+        0
+    );
+}
+
+#[tokio::test]
 async fn a_download_killed_mid_transfer_is_redelivered_and_completes() {
     let components = [
         Component::Ingress,

@@ -142,6 +142,7 @@ fn file_source(event: &Value, file_type: FileType) -> (FileSource, String) {
             download_url: file.download_url.clone().expect("url"),
             download_token: event.download_token.clone(),
             expected_size: file.file_size,
+            start_at: 0,
         },
         id,
     )
@@ -659,6 +660,7 @@ async fn refuses_download_urls_and_redirects_outside_the_allowlist() {
         download_url: Sensitive::new(url),
         download_token: Some(Sensitive::new("t")),
         expected_size: None,
+        start_at: 0,
     };
     let error = zoom
         .client

@@ -351,6 +351,7 @@ async fn download(
         download_url: zoom_api::model::Sensitive::new(file.url),
         download_token: Some(zoom_api::model::Sensitive::new(file.token)),
         expected_size: Some(file.size),
+        start_at: 0,
     };
     let started = Instant::now();
     // The file is written on a thread of its own, straight from the received buffers (no copy

@@ -108,6 +108,9 @@ codes! {
     MediaBroken = "media_broken", true;
     /// Cleanup waits: the account's grace period, or another worker deleting the same meeting.
     Waiting = "waiting", true;
+    /// Not a failure: a download held its delivery for `pipeline.download_hold_limit`, kept
+    /// what it had as a part, and continues from there in a new delivery.
+    DownloadContinues = "download_continues", true;
 }
 
 impl std::fmt::Display for Code {

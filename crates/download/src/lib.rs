@@ -11,6 +11,9 @@
 //! task is dead-lettered: the meeting is assembled and archived without it, and its manifest
 //! says what is missing and why, rather than nothing of the meeting ever being archived.
 
+use std::time::Duration;
+
+use object_store::ObjectStoreExt;
 use relay_core::consumer::{Context, Stage};
 use relay_core::failure::StageError;
 use relay_core::status::{State, Transition};
@@ -18,6 +21,7 @@ use relay_pipeline::Shared;
 use relay_pipeline::manifest::{FailedFile, StagedFile};
 use relay_pipeline::messages::{AssembleTask, FileTask};
 use relay_pipeline::staging::StagingKey;
+use relay_storage::copy_streaming;
 use serde_json::json;
 use tracing::info;
 use zoom_api::client::FileSource;
@@ -113,6 +117,9 @@ impl Download {
             location.get_json(&done).await?
         };
         if staged.is_none() {
+            let data = staging.path(StagingKey::Data { file_id })?;
+            let parts = held_parts(location, &staging, file_id).await?;
+            let offset = parts.last().map_or(0, |part| part.end());
             let source = FileSource {
                 meeting_uuid: uuid.to_owned(),
                 file_id: file_id.to_owned(),
@@ -124,26 +131,88 @@ impl Download {
                 })?,
                 download_token: task.download_token.clone(),
                 expected_size: task.file.file_size,
+                start_at: offset,
             };
             let mut download = account.zoom.download(source).await?;
-            let data = staging.path(StagingKey::Data { file_id })?;
+            // A download starting from nothing writes the file itself; one continuing after
+            // earlier parts writes the next part.
+            let target = match offset {
+                0 => data.clone(),
+                offset => staging.path(StagingKey::Part { file_id, offset })?,
+            };
             let mut writer = location.writer(
-                &data,
-                download.promised().or(task.file.file_size).unwrap_or(0),
+                &target,
+                download
+                    .promised()
+                    .or(task.file.file_size)
+                    .unwrap_or(0)
+                    .saturating_sub(offset),
             );
+            let hold_limit = self.shared.settings.download_hold_limit;
+            let held_until = std::time::Instant::now() + hold_limit;
             let copied = async {
                 while let Some(chunk) = download.next_chunk().await? {
                     writer.write(chunk).await?;
+                    if std::time::Instant::now() >= held_until {
+                        return Ok(false);
+                    }
                 }
-                Ok::<_, StageError>(())
+                Ok::<_, StageError>(true)
             }
             .await;
-            if let Err(error) = copied {
-                writer.abort().await;
-                return Err(error);
-            }
+            let complete = match copied {
+                Ok(complete) => complete,
+                Err(error) => {
+                    writer.abort().await;
+                    return Err(error);
+                }
+            };
             writer.finish().await?;
-            let written = download.finish().await?;
+            if !complete {
+                let received = download.received();
+                if offset == 0 {
+                    // What was written under the file's name is the first part.
+                    let first = staging.path(StagingKey::Part { file_id, offset: 0 })?;
+                    location
+                        .store
+                        .rename(&data, &first)
+                        .await
+                        .map_err(|error| {
+                            StageError::from_error(relay_core::Code::StorageFailed, &error)
+                        })?;
+                }
+                info!(
+                    received,
+                    promised = download.promised(),
+                    "held the delivery for the hold limit: continuing from a part"
+                );
+                return Err(StageError::wait(
+                    relay_core::Code::DownloadContinues,
+                    format!("held {hold_limit:?}; continues from byte {received}"),
+                    Duration::ZERO,
+                ));
+            }
+            let mut written = download.finish().await?;
+            if offset > 0 {
+                // The parts and this last one, joined into the file and hashed as a whole.
+                let mut sources: Vec<_> = parts.iter().map(|part| part.path.clone()).collect();
+                sources.push(target);
+                let (joined, sha256) =
+                    copy_streaming(location, &sources, location, &data, written.bytes).await?;
+                if joined != written.bytes {
+                    return Err(StageError::new(
+                        relay_core::Code::VerificationFailed,
+                        format!(
+                            "the parts hold {joined} bytes, the download received {}",
+                            written.bytes
+                        ),
+                    ));
+                }
+                for source in &sources {
+                    location.delete(source).await?;
+                }
+                written.sha256 = sha256;
+            }
             let record = StagedFile {
                 file_id: file_id.to_owned(),
                 size: written.bytes,
@@ -180,4 +249,47 @@ impl Download {
         }
         Ok(())
     }
+}
+
+/// One part of a download that outlasted its hold limit.
+struct Part {
+    path: object_store::path::Path,
+    offset: u64,
+    size: u64,
+}
+
+impl Part {
+    fn end(&self) -> u64 {
+        self.offset + self.size
+    }
+}
+
+/// The parts held for `file_id`, contiguous from byte 0. A part past a gap (its predecessor
+/// lost) does not count: the download continues from the end of the contiguous run, and writes
+/// over it.
+async fn held_parts(
+    location: &relay_storage::Location,
+    staging: &relay_pipeline::staging::MeetingStaging<'_>,
+    file_id: &str,
+) -> Result<Vec<Part>, StageError> {
+    let mut found = Vec::new();
+    for path in location
+        .list(&staging.path(StagingKey::PartsDir { file_id })?)
+        .await?
+    {
+        let Some(offset) = path.filename().and_then(|name| name.parse::<u64>().ok()) else {
+            continue;
+        };
+        if let Some(size) = location.exists_with_size(&path).await? {
+            found.push(Part { path, offset, size });
+        }
+    }
+    found.sort_by_key(|part| part.offset);
+    let mut contiguous: Vec<Part> = Vec::new();
+    for part in found {
+        if part.offset == contiguous.last().map_or(0, Part::end) && part.size > 0 {
+            contiguous.push(part);
+        }
+    }
+    Ok(contiguous)
 }

@@ -35,6 +35,12 @@ pub struct PipelineSettings {
     /// `file_processing_timeout`. Waiting spends no attempts.
     #[serde(with = "humantime_serde")]
     pub processing_deadline: Duration,
+    /// How long one download may hold its delivery: past it the bytes so far are kept as a
+    /// part in staging and the task continues from there in a new delivery, so no unit of work
+    /// grows with the file (RabbitMQ cancels a consumer holding a delivery past its
+    /// `consumer_timeout`, 30 min by default). Keep it well below that timeout.
+    #[serde(with = "humantime_serde")]
+    pub download_hold_limit: Duration,
     /// Read back and hash every copied file at the destination (otherwise: its size there and
     /// the hash of the bytes sent). A file renamed within one store is checked by size.
     pub verify_readback: bool,
@@ -68,6 +74,7 @@ impl Default for PipelineSettings {
             delivery_limit: 20,
             drain_timeout: Duration::from_secs(30),
             processing_deadline: Duration::from_secs(24 * 3600),
+            download_hold_limit: Duration::from_secs(10 * 60),
             verify_readback: true,
             ffmpeg: "ffmpeg".into(),
             ffprobe: "ffprobe".into(),

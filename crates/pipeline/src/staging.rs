@@ -56,6 +56,15 @@ pub enum StagingKey<'a> {
     Done {
         file_id: &'a str,
     },
+    /// Bytes of a download that outlasted its hold limit, from `offset` on (see the download
+    /// stage); joined into the file when the last part lands.
+    Part {
+        file_id: &'a str,
+        offset: u64,
+    },
+    PartsDir {
+        file_id: &'a str,
+    },
     FilesDir,
     Manifest,
     /// A joined view, by its content's SHA-256: two assemblers' joins never overwrite each other.
@@ -92,6 +101,8 @@ impl StagingKey<'_> {
             Self::MetaDir => "meta".into(),
             Self::Data { file_id } => format!("files/{}", identity(file_id)),
             Self::Done { file_id } => format!("files/{}{DONE_SUFFIX}", identity(file_id)),
+            Self::Part { file_id, offset } => format!("parts/{}/{offset:020}", identity(file_id)),
+            Self::PartsDir { file_id } => format!("parts/{}", identity(file_id)),
             Self::FilesDir => "files".into(),
             Self::Manifest => "manifest.json".into(),
             Self::Concat { view, sha256 } => {

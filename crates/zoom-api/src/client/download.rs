@@ -51,6 +51,9 @@ pub struct FileSource {
     pub download_token: Option<Sensitive>,
     /// The payload's `file_size`.
     pub expected_size: Option<u64>,
+    /// Bytes already held elsewhere (earlier parts): the download asks for the rest, and its
+    /// digest covers only what it receives.
+    pub start_at: u64,
 }
 
 /// What was received, measured on the fly.
@@ -204,6 +207,7 @@ impl<'c> Download<'c> {
         } else {
             Credential::AccessToken
         };
+        let start_at = source.start_at;
         let mut download = Self {
             client,
             url: source.download_url.clone(),
@@ -211,7 +215,7 @@ impl<'c> Download<'c> {
             credential,
             fresh_token: None,
             body: None,
-            received: 0,
+            received: start_at,
             promised: None,
             skip: 0,
             resumes: 0,
@@ -225,6 +229,11 @@ impl<'c> Download<'c> {
     /// The size the server promised, once known.
     pub fn promised(&self) -> Option<u64> {
         self.promised
+    }
+
+    /// Bytes of the file received so far, `start_at` included.
+    pub fn received(&self) -> u64 {
+        self.received
     }
 
     /// The next chunk; `None` once the whole promised file was received.
