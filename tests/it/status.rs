@@ -18,7 +18,7 @@ use crate::helpers::*;
 use crate::pipeline::{PIPELINE, TestPipeline, WAIT, small};
 
 /// A status process: its own App, its page and API on port 0.
-struct StatusApp {
+pub(crate) struct StatusApp {
     base: String,
     admin: String,
     http: reqwest::Client,
@@ -32,7 +32,7 @@ impl Drop for StatusApp {
 }
 
 impl StatusApp {
-    async fn start(settings: &Settings) -> Self {
+    pub(crate) async fn start(settings: &Settings) -> Self {
         let app = App::build(settings.clone(), &[Component::Status]).expect("status starts");
         let base = format!(
             "http://127.0.0.1:{}",
@@ -59,7 +59,7 @@ impl StatusApp {
         }
     }
 
-    async fn json(&self, path: &str) -> Value {
+    pub(crate) async fn json(&self, path: &str) -> Value {
         let (status, body) = self.get(path).await;
         assert_eq!(status, 200, "{path}: {body}");
         serde_json::from_str(&body).expect("JSON")

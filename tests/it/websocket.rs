@@ -114,6 +114,7 @@ fn gap_passes_done() -> &'static str {
 #[tokio::test]
 async fn events_over_the_socket_land_like_webhook_events_bound_to_the_subscriptions_account() {
     let pipeline = start().await;
+    let status = crate::status::StatusApp::start(&pipeline.settings).await;
     let namespace = pipeline.settings.amqp.namespace.clone();
     let mut tap = Tap::declare(&namespace, &topology(&pipeline.settings).events_exchange()).await;
     wait_for_socket(&pipeline, 1).await;
@@ -155,6 +156,24 @@ async fn events_over_the_socket_land_like_webhook_events_bound_to_the_subscripti
     })
     .await;
     assert!(heartbeats, "heartbeats are sent, and answered");
+    // The status page tells the socket's state, as the process serving it reports it.
+    let acme_socket = || async {
+        let accounts = status.json("/api/accounts").await;
+        accounts["accounts"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|account| account["account"] == "acme")
+            .map(|account| account["websocket"].clone())
+            .unwrap_or_default()
+    };
+    let reported = eventually(WAIT, || async {
+        let socket = acme_socket().await;
+        socket["state"] == "connected" && socket["events"].as_u64() >= Some(1)
+    })
+    .await;
+    assert!(reported, "{:#}", acme_socket().await);
+    assert_eq!(acme_socket().await["subscription_id"], SUBSCRIPTION);
     delete_topology(&topology(&pipeline.settings), &[tap.queue.clone()]);
 }
 

@@ -151,21 +151,27 @@ pub enum StatusMessage {
     Transition(Transition),
     Account(AccountReport),
     Reconcile(ReconcileReport),
+    Socket(SocketReport),
 }
 
 /// The `kind` of a report in the stream; transitions have none.
+// The variants' names are the `kind` tags written to the stream.
+#[allow(clippy::enum_variant_names)]
 #[derive(Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 enum TaggedRef<'a> {
     AccountReport(&'a AccountReport),
     ReconcileReport(&'a ReconcileReport),
+    SocketReport(&'a SocketReport),
 }
 
+#[allow(clippy::enum_variant_names)]
 #[derive(Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 enum Tagged {
     AccountReport(AccountReport),
     ReconcileReport(ReconcileReport),
+    SocketReport(SocketReport),
 }
 
 #[derive(Deserialize)]
@@ -180,6 +186,7 @@ impl StatusMessage {
             Self::Transition(transition) => serde_json::to_vec(transition),
             Self::Account(report) => serde_json::to_vec(&TaggedRef::AccountReport(report)),
             Self::Reconcile(report) => serde_json::to_vec(&TaggedRef::ReconcileReport(report)),
+            Self::Socket(report) => serde_json::to_vec(&TaggedRef::SocketReport(report)),
         };
         // Plain structs of strings, numbers and dates: serialising cannot fail.
         encoded.unwrap_or_default()
@@ -194,6 +201,7 @@ impl StatusMessage {
             Some(_) => serde_json::from_slice(body).map(|tagged| match tagged {
                 Tagged::AccountReport(report) => Self::Account(report),
                 Tagged::ReconcileReport(report) => Self::Reconcile(report),
+                Tagged::SocketReport(report) => Self::Socket(report),
             }),
         }
     }
@@ -204,6 +212,7 @@ impl StatusMessage {
             Self::Transition(transition) => &transition.account,
             Self::Account(report) => &report.account,
             Self::Reconcile(report) => &report.account,
+            Self::Socket(report) => &report.account,
         }
     }
 
@@ -212,6 +221,7 @@ impl StatusMessage {
             Self::Transition(_) => "transition",
             Self::Account(_) => "account_report",
             Self::Reconcile(_) => "reconcile_report",
+            Self::Socket(_) => "socket_report",
         }
     }
 
@@ -322,6 +332,31 @@ pub struct ReconcileReport {
     /// were lost.
     #[serde(default)]
     pub missing: u64,
+}
+
+/// One WebSocket subscription as the process serving it sees it (`zoom-relay websocket`
+/// publishes one when its state changes, and at least every minute while it runs).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SocketReport {
+    pub at: DateTime<Utc>,
+    pub account: String,
+    pub account_id: String,
+    pub process: String,
+    pub subscription_id: String,
+    /// `connected`, `connecting` (between sockets, backing off) or `standby` (another replica
+    /// holds the subscription).
+    pub state: String,
+    #[serde(default)]
+    pub last_frame_at: Option<DateTime<Utc>>,
+    /// Sockets replaced since the process started.
+    #[serde(default)]
+    pub reconnects: u64,
+    /// Events received and stored since the process started.
+    #[serde(default)]
+    pub events: u64,
+    /// What ended or prevented the last socket (`silent`, `closed`, `token`, …).
+    #[serde(default)]
+    pub last_failure: Option<String>,
 }
 
 #[cfg(test)]

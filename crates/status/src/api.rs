@@ -170,6 +170,8 @@ pub struct AccountView {
     pub last_event_at: Option<DateTime<Utc>>,
     pub last_archived: Option<ArchivedView>,
     pub reconcile: Option<ReconcileView>,
+    /// The account's WebSocket subscription, when a process serves one.
+    pub websocket: Option<SocketView>,
     pub rate_limits: RateLimitView,
     /// Meetings by state.
     pub meetings: BTreeMap<String, usize>,
@@ -215,6 +217,21 @@ pub struct ReconcileView {
     pub missing: u64,
     /// The last complete pass, when the last one failed.
     pub last_success_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SocketView {
+    /// `connected`, `connecting`, `standby`, or `unknown` (no recent report: the process
+    /// stopped).
+    pub state: String,
+    pub subscription_id: String,
+    /// The process that holds the socket (or reported last).
+    pub process: String,
+    pub reported_at: DateTime<Utc>,
+    pub last_frame_at: Option<DateTime<Utc>>,
+    pub reconnects: u64,
+    pub events: u64,
+    pub last_failure: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

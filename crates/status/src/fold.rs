@@ -12,19 +12,24 @@ use std::time::Duration;
 use chrono::{DateTime, NaiveDate, TimeDelta, Utc};
 use relay_core::broker::StageName;
 use relay_core::failure::Code;
-use relay_core::status::{AccountReport, ReconcileReport, State, StatusMessage, Transition};
+use relay_core::status::{
+    AccountReport, ReconcileReport, SocketReport, State, StatusMessage, Transition,
+};
 use serde_json::Value;
 
 use crate::api::{
     AccountView, ArchivedView, AtRiskView, AuthorizationView, DeletionView, FailureView,
     FileCounts, FileView, HistoryEntry, LandedView, MeetingDetail, MeetingSummary, PendingView,
-    RateLimitView, ReconcileView, StreamView,
+    RateLimitView, ReconcileView, SocketView, StreamView,
 };
 use crate::machine::{Failure, FileState, Meeting, Names};
 use crate::words;
 
 /// A report older than this comes from a process that is gone (they repeat every 15 minutes).
 pub const REPORT_LIVE: TimeDelta = TimeDelta::minutes(45);
+/// A socket report older than this no longer says what the socket is (its process reports
+/// every minute while it runs).
+pub const SOCKET_LIVE: TimeDelta = TimeDelta::minutes(3);
 
 /// What the fold needs to know of the configuration.
 #[derive(Debug, Clone)]
@@ -75,6 +80,8 @@ struct AccountState {
     reports: BTreeMap<String, AccountReport>,
     reconcile: Option<ReconcileReport>,
     last_reconcile_success: Option<DateTime<Utc>>,
+    /// The latest socket report of each process serving a WebSocket subscription.
+    sockets: BTreeMap<String, SocketReport>,
     last_webhook_at: Option<DateTime<Utc>>,
     last_event_at: Option<DateTime<Utc>>,
     last_archived: Option<(DateTime<Utc>, String)>,
@@ -210,6 +217,16 @@ impl View {
                     .is_none_or(|known| known.at <= report.at);
                 if newer {
                     account.reports.insert(report.process.clone(), report);
+                }
+            }
+            StatusMessage::Socket(report) => {
+                let account = self.accounts.entry(report.account.clone()).or_default();
+                let newer = account
+                    .sockets
+                    .get(&report.process)
+                    .is_none_or(|known| known.at <= report.at);
+                if newer {
+                    account.sockets.insert(report.process.clone(), report);
                 }
             }
             StatusMessage::Reconcile(report) => {
@@ -677,6 +694,7 @@ impl View {
                             last_success_at: state.last_reconcile_success,
                         })
                     }),
+                    websocket: state.and_then(|state| socket_view(&state.sockets, now)),
                     rate_limits: rate_limits(state, now),
                     meetings,
                     pending,
@@ -686,6 +704,31 @@ impl View {
             })
             .collect()
     }
+}
+
+/// The account's WebSocket subscription as its processes report it: the one holding the socket
+/// if any reports it recently, else the newest report.
+fn socket_view(sockets: &BTreeMap<String, SocketReport>, now: DateTime<Utc>) -> Option<SocketView> {
+    let recent = |report: &&SocketReport| now - report.at <= SOCKET_LIVE;
+    let chosen = sockets
+        .values()
+        .filter(recent)
+        .find(|report| report.state == "connected")
+        .or_else(|| sockets.values().max_by_key(|report| report.at))?;
+    Some(SocketView {
+        state: if recent(&chosen) {
+            chosen.state.clone()
+        } else {
+            "unknown".into()
+        },
+        subscription_id: chosen.subscription_id.clone(),
+        process: chosen.process.clone(),
+        reported_at: chosen.at,
+        last_frame_at: chosen.last_frame_at,
+        reconnects: chosen.reconnects,
+        events: chosen.events,
+        last_failure: chosen.last_failure.clone(),
+    })
 }
 
 fn live(reports: &BTreeMap<String, AccountReport>, now: DateTime<Utc>) -> Vec<&AccountReport> {

@@ -293,7 +293,27 @@ fn accounts_table(body: &mut String, accounts: &[AccountView], now: DateTime<Utc
             } else {
                 "<br><span class=\"small muted\">not in this configuration</span>".into()
             },
-            when(account.last_webhook_at, now),
+            {
+                let webhook = when(account.last_webhook_at, now);
+                match &account.websocket {
+                    Some(socket) => format!(
+                        "{webhook}<br><span class=small>socket: <span class={}>{}</span>{}</span>",
+                        if socket.state == "connected" {
+                            "ok"
+                        } else {
+                            "bad"
+                        },
+                        esc(&socket.state),
+                        socket
+                            .last_failure
+                            .as_deref()
+                            .filter(|_| socket.state != "connected")
+                            .map(|why| format!(" ({})", esc(why)))
+                            .unwrap_or_default()
+                    ),
+                    None => webhook,
+                }
+            },
             if meetings.is_empty() {
                 "<span class=muted>none</span>".into()
             } else {

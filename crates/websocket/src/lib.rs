@@ -62,6 +62,8 @@ pub enum StartError {
 /// Every configured subscription, ready to run.
 pub struct WebsocketDelivery {
     links: Vec<Link>,
+    broker: Broker,
+    metrics: Metrics,
 }
 
 impl WebsocketDelivery {
@@ -96,7 +98,11 @@ impl WebsocketDelivery {
                 })
             })
             .collect::<Result<Vec<_>, StartError>>()?;
-        Ok(Self { links })
+        Ok(Self {
+            links,
+            broker: broker.clone(),
+            metrics,
+        })
     }
 
     /// Serves every subscription until `shutdown`, then closes the sockets and gives the leases
@@ -107,11 +113,74 @@ impl WebsocketDelivery {
             shutdown.cancelled().await;
             return;
         }
+        let subscriptions: Vec<(String, String, String)> = self
+            .links
+            .iter()
+            .map(|link| {
+                (
+                    link.account.clone(),
+                    link.account_id.clone(),
+                    link.subscription_id.clone(),
+                )
+            })
+            .collect();
         let mut running = JoinSet::new();
         for link in self.links {
             running.spawn(link.run(shutdown.clone()));
         }
+        running.spawn(report(
+            self.broker,
+            self.metrics,
+            subscriptions,
+            shutdown.clone(),
+        ));
         while running.join_next().await.is_some() {}
+    }
+}
+
+/// Tells the status stream how each subscription's socket fares: at once when its state
+/// changes or a socket fails, and at least every [`REPORT_EVERY`] (events, last frame).
+async fn report(
+    broker: Broker,
+    metrics: Metrics,
+    subscriptions: Vec<(String, String, String)>,
+    shutdown: CancellationToken,
+) {
+    const LOOK_EVERY: Duration = Duration::from_secs(1);
+    const REPORT_EVERY: Duration = Duration::from_secs(60);
+    let mut last: std::collections::HashMap<String, Instant> = Default::default();
+    loop {
+        for (account, account_id, subscription_id) in &subscriptions {
+            let socket = metrics.take_socket(account);
+            let due = last
+                .get(account)
+                .is_none_or(|at| at.elapsed() >= REPORT_EVERY);
+            if !(socket.changed || due) {
+                continue;
+            }
+            let message =
+                relay_core::status::StatusMessage::Socket(relay_core::status::SocketReport {
+                    at: Utc::now(),
+                    account: account.clone(),
+                    account_id: account_id.clone(),
+                    process: relay_core::status::process_name(),
+                    subscription_id: subscription_id.clone(),
+                    state: socket.state.to_owned(),
+                    last_frame_at: socket.last_frame_at,
+                    reconnects: socket.reconnects,
+                    events: socket.events,
+                    last_failure: socket.last_failure,
+                });
+            match message.publish(&broker).await {
+                Ok(()) => {
+                    last.insert(account.clone(), Instant::now());
+                }
+                Err(error) => debug!(%error, "socket report not published; next round"),
+            }
+        }
+        if !pause(LOOK_EVERY, &shutdown).await {
+            return;
+        }
     }
 }
 

@@ -1,5 +1,9 @@
 //! Prometheus metrics of the WebSocket delivery, registered in the process's registry.
 
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use chrono::{DateTime, Utc};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -32,6 +36,20 @@ pub struct Metrics {
     events: Family<AccountLabel, Counter>,
     failures: Family<ReasonLabels, Counter>,
     gap_passes: Family<OutcomeLabels, Counter>,
+    /// The same facts per account, for the status stream's socket reports.
+    sockets: Arc<Mutex<BTreeMap<String, Socket>>>,
+}
+
+/// A subscription's socket as the status stream is told of it.
+#[derive(Debug, Clone, Default)]
+pub struct Socket {
+    pub state: &'static str,
+    pub last_frame_at: Option<DateTime<Utc>>,
+    pub reconnects: u64,
+    pub events: u64,
+    pub last_failure: Option<String>,
+    /// Something worth telling at once happened since the last report (a state, a failure).
+    pub changed: bool,
 }
 
 impl Metrics {
@@ -44,6 +62,7 @@ impl Metrics {
             events: Family::default(),
             failures: Family::default(),
             gap_passes: Family::default(),
+            sockets: Arc::default(),
         };
         let registry = registry.sub_registry_with_prefix("zoom_relay_websocket");
         registry.register(
@@ -90,33 +109,72 @@ impl Metrics {
         }
     }
 
+    fn socket(&self, account: &str, update: impl FnOnce(&mut Socket)) {
+        let mut sockets = match self.sockets.lock() {
+            Ok(sockets) => sockets,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        update(sockets.entry(account.to_owned()).or_insert_with(|| Socket {
+            state: "connecting",
+            changed: true,
+            ..Socket::default()
+        }));
+    }
+
+    /// The account's socket as last seen, marked told.
+    pub(crate) fn take_socket(&self, account: &str) -> Socket {
+        let mut taken = Socket::default();
+        self.socket(account, |socket| {
+            taken = socket.clone();
+            socket.changed = false;
+        });
+        taken
+    }
+
+    fn set_state(&self, account: &str, state: &'static str) {
+        self.socket(account, |socket| {
+            socket.changed |= socket.state != state;
+            socket.state = state;
+        });
+    }
+
     pub(crate) fn connected(&self, account: &str, connected: bool) {
         self.connected
             .get_or_create(&Self::account(account))
             .set(i64::from(connected));
+        self.set_state(account, if connected { "connected" } else { "connecting" });
     }
 
     pub(crate) fn standby(&self, account: &str, standby: bool) {
         self.standby
             .get_or_create(&Self::account(account))
             .set(i64::from(standby));
+        self.set_state(account, if standby { "standby" } else { "connecting" });
     }
 
     pub(crate) fn frame(&self, account: &str) {
+        let now = Utc::now();
         self.last_frame
             .get_or_create(&Self::account(account))
-            .set(chrono::Utc::now().timestamp());
+            .set(now.timestamp());
+        self.socket(account, |socket| socket.last_frame_at = Some(now));
     }
 
     pub(crate) fn reconnect(&self, account: &str) {
         self.reconnects.get_or_create(&Self::account(account)).inc();
+        self.socket(account, |socket| socket.reconnects += 1);
     }
 
     pub(crate) fn event_stored(&self, account: &str) {
         self.events.get_or_create(&Self::account(account)).inc();
+        self.socket(account, |socket| socket.events += 1);
     }
 
     pub(crate) fn failure(&self, account: &str, reason: &str) {
+        self.socket(account, |socket| {
+            socket.changed |= socket.last_failure.as_deref() != Some(reason);
+            socket.last_failure = Some(reason.to_owned());
+        });
         self.failures
             .get_or_create(&ReasonLabels {
                 account: account.to_owned(),
