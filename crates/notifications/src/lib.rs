@@ -59,12 +59,17 @@ pub enum NotifyError {
     Secret { account: String, reason: String },
     #[error("account `{account}`: notification_url `{url}` is not an http(s) URL")]
     Url { account: String, url: String },
+    #[error("the HTTP client cannot be built: {0}")]
+    HttpClient(String),
     #[error("the broker: {0}")]
     Broker(String),
     #[error("staging: {0}")]
     Staging(#[from] relay_storage::StorageError),
     #[error("the lease was lost to another notifier")]
     LeaseLost,
+    /// Stopped between attempts of a delivery: it is sent again by whoever resumes.
+    #[error("shutting down mid-delivery")]
+    ShuttingDown,
 }
 
 /// What a receiver gets: Standard Webhooks' envelope.
@@ -317,7 +322,7 @@ impl Notifier {
             // A receiver's redirect is not followed: the signature was made for its URL.
             .redirect(reqwest::redirect::Policy::none())
             .build()
-            .map_err(|error| NotifyError::Broker(error.to_string()))?;
+            .map_err(|error| NotifyError::HttpClient(error.to_string()))?;
         Ok(Self {
             shared: shared.clone(),
             amqp: amqp.clone(),
@@ -355,7 +360,7 @@ impl Notifier {
                 continue;
             };
             match self.session(&mut lease, started, &shutdown).await {
-                Ok(()) => pause = Duration::from_millis(500),
+                Ok(()) | Err(NotifyError::ShuttingDown) => pause = Duration::from_millis(500),
                 Err(error) => warn!(%error, "notifications paused; resuming"),
             }
             lease.release().await;
@@ -550,7 +555,7 @@ impl Notifier {
                 }
             }
             if shutdown.is_cancelled() {
-                return Err(NotifyError::Broker("shutting down mid-delivery".into()));
+                return Err(NotifyError::ShuttingDown);
             }
             self.metrics.attempts.inc();
             // A fresh timestamp per attempt: receivers refuse old ones, as ours do.

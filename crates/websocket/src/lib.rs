@@ -175,7 +175,11 @@ async fn report(
                 Ok(()) => {
                     last.insert(account.clone(), Instant::now());
                 }
-                Err(error) => debug!(%error, "socket report not published; next round"),
+                Err(error) => {
+                    // Told again next round: what changed is not lost to a broker hiccup.
+                    metrics.mark_changed(account);
+                    debug!(%error, "socket report not published; next round");
+                }
             }
         }
         if !pause(LOOK_EVERY, &shutdown).await {

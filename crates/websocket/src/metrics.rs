@@ -131,6 +131,11 @@ impl Metrics {
         taken
     }
 
+    /// The account's socket is to be told again (its last report was not published).
+    pub(crate) fn mark_changed(&self, account: &str) {
+        self.socket(account, |socket| socket.changed = true);
+    }
+
     fn set_state(&self, account: &str, state: &'static str) {
         self.socket(account, |socket| {
             socket.changed |= socket.state != state;
