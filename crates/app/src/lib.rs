@@ -368,8 +368,17 @@ impl App {
                     settings.reconcile.clone(),
                     metrics.reconcile.clone(),
                 );
+                let broker = self.broker.clone();
                 Box::new(move |shutdown| {
                     async move {
+                        // A pass hands over and reports through the broker: the first one
+                        // waits for it rather than failing at start.
+                        tokio::select! {
+                            () = shutdown.cancelled() => return Ok(()),
+                            () = async {
+                                while !broker.wait_ready(std::time::Duration::from_secs(10)).await {}
+                            } => {}
+                        }
                         reconciler.run(shutdown).await;
                         Ok(())
                     }
