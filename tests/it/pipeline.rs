@@ -1039,6 +1039,33 @@ async fn a_download_longer_than_its_hold_limit_continues_in_parts_and_lands_once
 }
 
 #[tokio::test]
+async fn a_hold_limit_reached_with_the_last_chunk_completes_the_file_rather_than_continuing() {
+    // A zero hold limit is reached after every chunk, the last one included: a continuation
+    // then would ask for a range past the file's end.
+    let pipeline = TestPipeline::start(|settings| {
+        settings.pipeline.download_hold_limit = Duration::ZERO;
+    })
+    .await;
+    let created = pipeline
+        .create(&MeetingSpec {
+            segments: 1,
+            transcript_later: false,
+            media_size: 100_000,
+            ..MeetingSpec::default()
+        })
+        .await;
+    pipeline.send(&created.recording_completed).await;
+    let manifest = pipeline
+        .wait_for_manifest(&created.uuid, |m| m.files().count() == created.files.len())
+        .await;
+    assert_delivered(&pipeline, &manifest, &created);
+    assert_eq!(
+        queue_length(&pipeline.dead_letters(StageName::Download)).await,
+        0
+    );
+}
+
+#[tokio::test]
 async fn a_download_killed_mid_transfer_is_redelivered_and_completes() {
     let components = [
         Component::Ingress,

@@ -47,7 +47,10 @@ impl Stage for Download {
             Ok(()) => Ok(()),
             Err(error) => {
                 let final_attempt = context.attempt() >= self.shared.settings.max_attempts;
-                if !error.code().is_retryable() || final_attempt {
+                // A wait (a file still processing, a download continuing from its parts)
+                // spends no attempt and comes back: the file is not given up on.
+                let failed = matches!(error, StageError::Failed { .. });
+                if failed && (!error.code().is_retryable() || final_attempt) {
                     self.give_up(account, &task, &error, context).await?;
                 }
                 Err(error)
@@ -153,7 +156,12 @@ impl Download {
             let copied = async {
                 while let Some(chunk) = download.next_chunk().await? {
                     writer.write(chunk).await?;
-                    if std::time::Instant::now() >= held_until {
+                    // Only with bytes still to come: a continuation of a file already whole
+                    // would ask Zoom for a range past its end.
+                    let more = download
+                        .promised()
+                        .is_none_or(|promised| download.received() < promised);
+                    if more && std::time::Instant::now() >= held_until {
                         return Ok(false);
                     }
                 }
@@ -208,9 +216,6 @@ impl Download {
                         ),
                     ));
                 }
-                for source in &sources {
-                    location.delete(source).await?;
-                }
                 written.sha256 = sha256;
             }
             let record = StagedFile {
@@ -220,6 +225,17 @@ impl Download {
                 staged_at: chrono::Utc::now(),
             };
             location.put_json(&done, &record).await?;
+            // The file is whole and recorded: any part left of it (this download's, or an
+            // earlier attempt's) is no longer needed. A part that will not go is only untidy.
+            for part in location
+                .list(&staging.path(StagingKey::PartsDir { file_id })?)
+                .await
+                .unwrap_or_default()
+            {
+                if let Err(error) = location.delete(&part).await {
+                    tracing::debug!(%error, "a part was not removed");
+                }
+            }
             // Fetched after all (a replay after a fix): the meeting no longer lacks it.
             location
                 .delete(&staging.path(StagingKey::Failed { file_id })?)

@@ -57,8 +57,9 @@ const CURSOR_EVERY: Duration = Duration::from_secs(5);
 pub enum NotifyError {
     #[error("account `{account}`: notification_secret {reason}")]
     Secret { account: String, reason: String },
-    #[error("account `{account}`: notification_url `{url}` is not an http(s) URL")]
-    Url { account: String, url: String },
+    /// The URL itself is left out: its query may carry a receiver's token.
+    #[error("account `{account}`: notification_url is not an http(s) URL")]
+    Url { account: String },
     #[error("the HTTP client cannot be built: {0}")]
     HttpClient(String),
     #[error("the broker: {0}")]
@@ -302,7 +303,6 @@ impl Notifier {
                 .filter(|parsed| matches!(parsed.scheme(), "http" | "https"))
                 .ok_or_else(|| NotifyError::Url {
                     account: settings.name.clone(),
-                    url: url.clone(),
                 })?;
             let key = SigningKey::parse(secret).map_err(|reason| NotifyError::Secret {
                 account: settings.name.clone(),

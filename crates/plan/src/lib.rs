@@ -15,6 +15,7 @@
 use std::time::Duration;
 
 use relay_core::consumer::{Context, Stage};
+use relay_core::entry::MAX_MEETING_UUID;
 use relay_core::failure::{Code, StageError};
 use relay_core::status::{State, Transition};
 use relay_pipeline::manifest::{MeetingMeta, WantedFile};
@@ -298,18 +299,31 @@ impl Plan {
     ) -> Result<(), StageError> {
         let binding = context.binding();
         let object = &event.payload["object"];
-        let uuids: Vec<String> = match object["meeting_uuids"].as_array() {
+        let mut uuids: Vec<String> = match object["meeting_uuids"].as_array() {
             Some(batch) => batch
                 .iter()
                 .filter_map(|uuid| uuid.as_str().map(str::to_owned))
                 .collect(),
             None => vec![event.meeting_uuid().to_owned()],
         };
+        // A batch's uuids were not checked where the event entered (only `object.uuid` is):
+        // none longer than a uuid Zoom makes, each once.
+        let named = uuids.len();
+        uuids.retain(|uuid| !uuid.is_empty() && uuid.len() <= MAX_MEETING_UUID);
+        uuids.sort();
+        uuids.dedup();
+        if uuids.len() < named {
+            warn!(
+                named,
+                kept = uuids.len(),
+                "meeting uuids of the batch left out: empty, repeated or too long"
+            );
+        }
         let event_id = context
             .message_id()
             .map(str::to_owned)
             .unwrap_or_else(|| format!("{}-{}", event.event, event.event_ts.unwrap_or_default()));
-        for uuid in uuids.iter().filter(|uuid| !uuid.is_empty()) {
+        for uuid in &uuids {
             let staging = self.shared.staging.meeting(account.name(), uuid);
             let held = staging.snapshot().await?.wanted() > 0;
             info!(
@@ -352,7 +366,12 @@ impl Plan {
                 context
                     .send(&AssembleTask {
                         meeting_uuid: uuid.clone(),
-                        staged_file: format!("update:{event_id}"),
+                        // Short: the task's message id holds it and the uuid.
+                        staged_file: format!(
+                            "update:{}:{}",
+                            event_name.as_str(),
+                            event.event_ts.unwrap_or_default()
+                        ),
                     })
                     .await?;
             }
