@@ -96,11 +96,6 @@ enum Command {
     Config,
 }
 
-// Under load, glibc's allocator spent a sixth of the ingress's CPU (malloc, free and their
-// consolidation across threads); mimalloc's per-thread heaps cut that (docs/benchmarks.md).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[tokio::main]
 async fn main() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();

@@ -32,9 +32,10 @@ pub use writer::ObjectWriter;
 const PARTS_IN_FLIGHT: usize = 2;
 /// S3's smallest part (all but the last), and the part size of every remote store.
 const REMOTE_MIN_PART: usize = 5 * 1024 * 1024;
-/// A local directory has no minimum: small parts keep a download's memory small.
-const LOCAL_PART: usize = 1024 * 1024;
-/// Stores allow 10,000 parts per object.
+/// A local directory has neither a minimum nor a part limit: small parts keep a download's
+/// memory small and the same whatever the file's size.
+const LOCAL_PART: usize = 512 * 1024;
+/// Remote stores allow 10,000 parts per object.
 const MAX_PARTS: u64 = 10_000;
 
 #[derive(Debug, thiserror::Error)]
@@ -195,12 +196,10 @@ impl Location {
 
     /// Multipart part size for a file of `size` bytes on this store.
     pub fn part_size(&self, size: u64) -> usize {
-        let minimum = if self.is_local() {
-            LOCAL_PART
-        } else {
-            REMOTE_MIN_PART
-        };
-        (size.div_ceil(MAX_PARTS) as usize).max(minimum)
+        if self.is_local() {
+            return LOCAL_PART;
+        }
+        (size.div_ceil(MAX_PARTS) as usize).max(REMOTE_MIN_PART)
     }
 
     /// A streaming writer; the object appears under `path` only once [`ObjectWriter::finish`]
