@@ -1039,6 +1039,85 @@ async fn a_download_longer_than_its_hold_limit_continues_in_parts_and_lands_once
 }
 
 #[tokio::test]
+async fn a_file_split_over_several_connections_lands_once_byte_identical_each_range_resuming_from_its_part()
+ {
+    // One connection to Zoom is slow (400 kB/s each): the MP4 goes over four at once. Each
+    // range also outlasts the hold limit, so the ranges continue from their parts side by side.
+    let pipeline = TestPipeline::start(|settings| {
+        settings.pipeline.download_ranges = 4;
+        settings.pipeline.download_range_min_bytes = 64 * 1024;
+        settings.pipeline.download_hold_limit = Duration::from_millis(700);
+    })
+    .await;
+    let mut spec = MeetingSpec {
+        segments: 1,
+        transcript_later: false,
+        media_size: 3_000_000,
+        ..MeetingSpec::default()
+    };
+    spec.faults.insert(
+        "MP4".into(),
+        FileFaults {
+            bytes_per_second: Some(400_000),
+            ..FileFaults::default()
+        },
+    );
+    let created = pipeline.create(&spec).await;
+    pipeline.send(&created.recording_completed).await;
+    let manifest = pipeline
+        .wait_for_manifest(&created.uuid, |m| m.files().count() == created.files.len())
+        .await;
+    assert_delivered(&pipeline, &manifest, &created);
+
+    let requests: Value = pipeline
+        .http
+        .get(format!("{}/_sim/requests", pipeline.sim))
+        .send()
+        .await
+        .expect("simulator reachable")
+        .json()
+        .await
+        .expect("JSON");
+    let mp4 = created
+        .files
+        .iter()
+        .find(|(_, file)| file.file_type == "MP4")
+        .map(|(id, _)| id.clone())
+        .expect("an MP4");
+    // A closed range (`bytes=START-END`) is asked only for a file split over connections.
+    let range_starts: std::collections::BTreeSet<u64> = requests
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|request| request["path"].as_str() == Some(format!("/files/{mp4}").as_str()))
+        .filter_map(|request| {
+            let (start, end) = request["range"]
+                .as_str()?
+                .strip_prefix("bytes=")?
+                .split_once('-')?;
+            (!end.is_empty()).then(|| start.parse().ok()).flatten()
+        })
+        .collect();
+    assert!(
+        range_starts.len() >= 3,
+        "the MP4 went over several connections at once: closed ranges from {range_starts:?}"
+    );
+    let parts: Vec<PathBuf> = find_files(pipeline.staging.path())
+        .into_iter()
+        .filter(|path| path.components().any(|c| c.as_os_str() == "parts"))
+        .collect();
+    assert!(parts.is_empty(), "parts removed once joined: {parts:?}");
+    assert!(
+        eventually(WAIT, || pipeline.quiet()).await,
+        "the pipeline settles"
+    );
+    assert_eq!(
+        queue_length(&pipeline.dead_letters(StageName::Download)).await,
+        0
+    );
+}
+
+#[tokio::test]
 async fn a_hold_limit_reached_with_the_last_chunk_completes_the_file_rather_than_continuing() {
     // A zero hold limit is reached after every chunk, the last one included: a continuation
     // then would ask for a range past the file's end.

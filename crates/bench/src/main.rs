@@ -352,6 +352,7 @@ async fn download(
         download_token: Some(zoom_api::model::Sensitive::new(file.token)),
         expected_size: Some(file.size),
         start_at: 0,
+        end_at: None,
     };
     let started = Instant::now();
     // The file is written on a thread of its own, straight from the received buffers (no copy
@@ -375,7 +376,10 @@ async fn download(
     writer.await??;
     let downloaded = download.finish().await?;
     let seconds = started.elapsed().as_secs_f64();
-    anyhow::ensure!(downloaded.sha256 == file.sha256, "digest mismatch");
+    anyhow::ensure!(
+        downloaded.sha256.as_deref() == Some(file.sha256.as_str()),
+        "digest mismatch"
+    );
     println!(
         "{{\"bytes\": {}, \"seconds\": {seconds:.3}, \"mb_per_s\": {:.1}}}",
         downloaded.bytes,

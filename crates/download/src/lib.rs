@@ -122,105 +122,110 @@ impl Download {
         if staged.is_none() {
             let data = staging.path(StagingKey::Data { file_id })?;
             let parts = held_parts(location, &staging, file_id).await?;
-            let offset = parts.last().map_or(0, |part| part.end());
-            let source = FileSource {
-                meeting_uuid: uuid.to_owned(),
-                file_id: file_id.to_owned(),
-                download_url: task.file.download_url.clone().ok_or_else(|| {
-                    StageError::new(
-                        relay_core::Code::FileProcessing,
-                        "Zoom gave no download URL yet",
-                    )
-                })?,
-                download_token: task.download_token.clone(),
-                expected_size: task.file.file_size,
-                start_at: offset,
-            };
-            let mut download = account.zoom.download(source).await?;
-            // A download starting from nothing writes the file itself; one continuing after
-            // earlier parts writes the next part.
-            let target = match offset {
-                0 => data.clone(),
-                offset => staging.path(StagingKey::Part { file_id, offset })?,
-            };
-            let mut writer = location.writer(
-                &target,
-                download
-                    .promised()
-                    .or(task.file.file_size)
-                    .unwrap_or(0)
-                    .saturating_sub(offset),
+            let settings = &self.shared.settings;
+            let missing = missing_ranges(
+                &parts,
+                task.file.file_size,
+                settings.download_ranges,
+                settings.download_range_min_bytes,
             );
-            let hold_limit = self.shared.settings.download_hold_limit;
-            let held_until = std::time::Instant::now() + hold_limit;
-            let copied = async {
-                while let Some(chunk) = download.next_chunk().await? {
-                    writer.write(chunk).await?;
-                    // Only with bytes still to come: a continuation of a file already whole
-                    // would ask Zoom for a range past its end.
-                    let more = download
-                        .promised()
-                        .is_none_or(|promised| download.received() < promised);
-                    if more && std::time::Instant::now() >= held_until {
-                        return Ok(false);
-                    }
-                }
-                Ok::<_, StageError>(true)
-            }
-            .await;
-            let complete = match copied {
-                Ok(complete) => complete,
-                Err(error) => {
-                    writer.abort().await;
-                    return Err(error);
-                }
+            let source = |range: &ByteRange| -> Result<FileSource, StageError> {
+                Ok(FileSource {
+                    meeting_uuid: uuid.to_owned(),
+                    file_id: file_id.to_owned(),
+                    download_url: task.file.download_url.clone().ok_or_else(|| {
+                        StageError::new(
+                            relay_core::Code::FileProcessing,
+                            "Zoom gave no download URL yet",
+                        )
+                    })?,
+                    download_token: task.download_token.clone(),
+                    expected_size: task.file.file_size,
+                    start_at: range.start,
+                    end_at: range.end,
+                })
             };
-            writer.finish().await?;
-            if !complete {
-                let received = download.received();
-                if offset == 0 {
-                    // What was written under the file's name is the first part.
-                    let first = staging.path(StagingKey::Part { file_id, offset: 0 })?;
-                    location
-                        .store
-                        .rename(&data, &first)
-                        .await
-                        .map_err(|error| {
-                            StageError::from_error(relay_core::Code::StorageFailed, &error)
-                        })?;
-                }
+            let held_until = std::time::Instant::now() + settings.download_hold_limit;
+            let held = |received: u64| {
                 info!(
                     received,
-                    promised = download.promised(),
-                    "held the delivery for the hold limit: continuing from a part"
+                    "held the delivery for the hold limit: continuing from its parts"
                 );
-                return Err(StageError::wait(
+                StageError::wait(
                     relay_core::Code::DownloadContinues,
-                    format!("held {hold_limit:?}; continues from byte {received}"),
+                    format!(
+                        "held {:?}; continues from its parts",
+                        settings.download_hold_limit
+                    ),
                     Duration::ZERO,
-                ));
-            }
-            let mut written = download.finish().await?;
-            if offset > 0 {
-                // The parts and this last one, joined into the file and hashed as a whole.
-                let mut sources: Vec<_> = parts.iter().map(|part| part.path.clone()).collect();
-                sources.push(target);
-                let (joined, sha256) =
-                    copy_streaming(location, &sources, location, &data, written.bytes).await?;
-                if joined != written.bytes {
-                    return Err(StageError::new(
-                        relay_core::Code::VerificationFailed,
-                        format!(
-                            "the parts hold {joined} bytes, the download received {}",
-                            written.bytes
-                        ),
-                    ));
+                )
+            };
+            let written = if let [whole] = missing.as_slice()
+                && parts.is_empty()
+            {
+                // The whole file over one connection: written straight under its name and
+                // hashed on the way, no join.
+                match fetch_range(account, source(whole)?, location, &data, held_until).await? {
+                    Fetched::Complete { downloaded, .. } => StagedBytes {
+                        size: downloaded.bytes,
+                        sha256: downloaded.sha256.ok_or_else(|| {
+                            StageError::new(
+                                relay_core::Code::VerificationFailed,
+                                "the whole file's download gave no digest",
+                            )
+                        })?,
+                    },
+                    Fetched::Held { received } => {
+                        // What was written under the file's name is the first part.
+                        let first = staging.path(StagingKey::Part { file_id, offset: 0 })?;
+                        location
+                            .store
+                            .rename(&data, &first)
+                            .await
+                            .map_err(|error| {
+                                StageError::from_error(relay_core::Code::StorageFailed, &error)
+                            })?;
+                        return Err(held(received));
+                    }
                 }
-                written.sha256 = sha256;
-            }
+            } else {
+                // Each missing range over its own connection, into a part named by its
+                // offset; all of them at once.
+                let mut fetches = Vec::with_capacity(missing.len());
+                for range in &missing {
+                    let part = staging.path(StagingKey::Part {
+                        file_id,
+                        offset: range.start,
+                    })?;
+                    fetches.push(async move {
+                        fetch_range(account, source(range)?, location, &part, held_until).await
+                    });
+                }
+                let mut total: Option<u64> = None;
+                let mut received = None;
+                for fetched in futures_util::future::join_all(fetches).await {
+                    // Parts that did complete are kept for the next attempt.
+                    match fetched? {
+                        Fetched::Complete { file_size, .. } => {
+                            if total.is_some_and(|total| Some(total) != file_size) {
+                                return Err(StageError::new(
+                                    relay_core::Code::VerificationFailed,
+                                    "the file server gave different sizes for one file",
+                                ));
+                            }
+                            total = total.or(file_size);
+                        }
+                        Fetched::Held { received: at } => received = Some(at),
+                    }
+                }
+                if let Some(received) = received {
+                    return Err(held(received));
+                }
+                join_parts(location, &staging, file_id, &data, total).await?
+            };
             let record = StagedFile {
                 file_id: file_id.to_owned(),
-                size: written.bytes,
+                size: written.size,
                 sha256: written.sha256,
                 staged_at: chrono::Utc::now(),
             };
@@ -267,7 +272,8 @@ impl Download {
     }
 }
 
-/// One part of a download that outlasted its hold limit.
+/// One part of a file: a range fetched beside others, or a download that outlasted its hold
+/// limit. Named by its offset in the file.
 struct Part {
     path: object_store::path::Path,
     offset: u64,
@@ -280,9 +286,179 @@ impl Part {
     }
 }
 
-/// The parts held for `file_id`, contiguous from byte 0. A part past a gap (its predecessor
-/// lost) does not count: the download continues from the end of the contiguous run, and writes
-/// over it.
+/// Bytes `start..end` of a file; `end: None` runs to the file's end, whatever its size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct ByteRange {
+    start: u64,
+    end: Option<u64>,
+}
+
+/// What the bytes staged under the file's name hold.
+struct StagedBytes {
+    size: u64,
+    sha256: String,
+}
+
+enum Fetched {
+    /// The range is in its part, whole. `file_size`: the file's size, as the server gave it.
+    Complete {
+        downloaded: zoom_api::client::Downloaded,
+        file_size: Option<u64>,
+    },
+    /// The hold limit came first: the part holds the range up to `received`.
+    Held { received: u64 },
+}
+
+/// Fetches one range of the file into `target`, until the range is whole or `held_until`
+/// passes with bytes still to come. Writes nothing for an empty range (one starting at the
+/// file's end).
+async fn fetch_range(
+    account: &relay_pipeline::Account,
+    source: FileSource,
+    location: &relay_storage::Location,
+    target: &object_store::path::Path,
+    held_until: std::time::Instant,
+) -> Result<Fetched, StageError> {
+    let start = source.start_at;
+    let expected = source.end_at.or(source.expected_size);
+    let mut download = account.zoom.download(source).await?;
+    if download.is_complete() {
+        let file_size = download.promised();
+        let downloaded = download.finish().await?;
+        return Ok(Fetched::Complete {
+            downloaded,
+            file_size,
+        });
+    }
+    let length = download.promised().or(expected).unwrap_or(0);
+    let mut writer = location.writer(target, length.saturating_sub(start));
+    let copied = async {
+        while let Some(chunk) = download.next_chunk().await? {
+            writer.write(chunk).await?;
+            // Only with bytes still to come: a continuation of a range already whole would ask
+            // for bytes past its end.
+            if !download.is_complete() && std::time::Instant::now() >= held_until {
+                return Ok(false);
+            }
+        }
+        Ok::<_, StageError>(true)
+    }
+    .await;
+    let complete = match copied {
+        Ok(complete) => complete,
+        Err(error) => {
+            writer.abort().await;
+            return Err(error);
+        }
+    };
+    writer.finish().await?;
+    if !complete {
+        return Ok(Fetched::Held {
+            received: download.received(),
+        });
+    }
+    let file_size = download.promised();
+    Ok(Fetched::Complete {
+        downloaded: download.finish().await?,
+        file_size,
+    })
+}
+
+/// What is still to fetch around the parts held: the gaps between them and the rest after the
+/// last. With `connections` above one, the longest ranges are halved until there are that
+/// many, none shorter than `min_bytes` (the open last range counts as what `file_size`
+/// leaves of the file).
+fn missing_ranges(
+    parts: &[Part],
+    file_size: Option<u64>,
+    connections: usize,
+    min_bytes: u64,
+) -> Vec<ByteRange> {
+    let mut missing = Vec::new();
+    let mut cursor = 0;
+    for part in parts {
+        if part.offset > cursor {
+            missing.push(ByteRange {
+                start: cursor,
+                end: Some(part.offset),
+            });
+        }
+        cursor = cursor.max(part.end());
+    }
+    missing.push(ByteRange {
+        start: cursor,
+        end: None,
+    });
+    let length = |range: &ByteRange| {
+        range
+            .end
+            .or(file_size)
+            .unwrap_or(range.start)
+            .saturating_sub(range.start)
+    };
+    while missing.len() < connections {
+        let Some((index, longest)) = missing
+            .iter()
+            .enumerate()
+            .map(|(index, range)| (index, length(range)))
+            .max_by_key(|(_, length)| *length)
+        else {
+            break;
+        };
+        if longest < 2 * min_bytes.max(1) {
+            break;
+        }
+        let range = missing[index];
+        let middle = range.start + longest / 2;
+        missing[index].end = Some(middle);
+        missing.insert(
+            index + 1,
+            ByteRange {
+                start: middle,
+                end: range.end,
+            },
+        );
+    }
+    missing
+}
+
+/// Joins the parts into the file by one streaming copy that hashes it as a whole. They must
+/// cover the file from its first byte to `file_size` without a gap.
+async fn join_parts(
+    location: &relay_storage::Location,
+    staging: &relay_pipeline::staging::MeetingStaging<'_>,
+    file_id: &str,
+    data: &object_store::path::Path,
+    file_size: Option<u64>,
+) -> Result<StagedBytes, StageError> {
+    let parts = held_parts(location, staging, file_id).await?;
+    let covered = parts.iter().try_fold(0, |cursor, part| {
+        (part.offset == cursor).then(|| part.end())
+    });
+    let unverified = |detail: String| StageError::new(relay_core::Code::VerificationFailed, detail);
+    let Some(covered) = covered else {
+        return Err(unverified("the file's parts leave a gap".into()));
+    };
+    if file_size.is_some_and(|size| size != covered) {
+        return Err(unverified(format!(
+            "the parts hold {covered} bytes, the file server promised {file_size:?}"
+        )));
+    }
+    let sources: Vec<_> = parts.iter().map(|part| part.path.clone()).collect();
+    let (joined, sha256) = copy_streaming(location, &sources, location, data, covered).await?;
+    if joined != covered {
+        return Err(unverified(format!(
+            "joined {joined} bytes of parts holding {covered}"
+        )));
+    }
+    Ok(StagedBytes {
+        size: joined,
+        sha256,
+    })
+}
+
+/// The parts held for `file_id`, in file order. A part overlapping an earlier one (an older
+/// attempt's) is left out: its bytes are fetched again or already held.
 async fn held_parts(
     location: &relay_storage::Location,
     staging: &relay_pipeline::staging::MeetingStaging<'_>,
@@ -301,11 +477,78 @@ async fn held_parts(
         }
     }
     found.sort_by_key(|part| part.offset);
-    let mut contiguous: Vec<Part> = Vec::new();
+    let mut held: Vec<Part> = Vec::new();
     for part in found {
-        if part.offset == contiguous.last().map_or(0, Part::end) && part.size > 0 {
-            contiguous.push(part);
+        if part.size > 0 && part.offset >= held.last().map_or(0, Part::end) {
+            held.push(part);
         }
     }
-    Ok(contiguous)
+    Ok(held)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIB: u64 = 1024 * 1024;
+
+    fn part(offset: u64, size: u64) -> Part {
+        Part {
+            path: object_store::path::Path::from(format!("parts/f/{offset}")),
+            offset,
+            size,
+        }
+    }
+
+    fn range(start: u64, end: Option<u64>) -> ByteRange {
+        ByteRange { start, end }
+    }
+
+    #[test]
+    fn one_connection_fetches_the_whole_file_or_the_rest_after_its_parts() {
+        assert_eq!(
+            missing_ranges(&[], Some(400 * MIB), 1, 64 * MIB),
+            [range(0, None)]
+        );
+        assert_eq!(
+            missing_ranges(&[part(0, 10)], Some(400 * MIB), 1, 64 * MIB),
+            [range(10, None)]
+        );
+    }
+
+    #[test]
+    fn a_large_file_is_halved_into_as_many_ranges_as_connections_the_last_open_ended() {
+        assert_eq!(
+            missing_ranges(&[], Some(400 * MIB), 4, 64 * MIB),
+            [
+                range(0, Some(100 * MIB)),
+                range(100 * MIB, Some(200 * MIB)),
+                range(200 * MIB, Some(300 * MIB)),
+                range(300 * MIB, None),
+            ]
+        );
+    }
+
+    #[test]
+    fn ranges_are_never_shorter_than_the_minimum_nor_split_without_a_known_size() {
+        assert_eq!(
+            missing_ranges(&[], Some(100 * MIB), 4, 64 * MIB),
+            [range(0, None)]
+        );
+        assert_eq!(
+            missing_ranges(&[], Some(200 * MIB), 4, 64 * MIB),
+            [range(0, Some(100 * MIB)), range(100 * MIB, None)]
+        );
+        assert_eq!(missing_ranges(&[], None, 4, 64 * MIB), [range(0, None)]);
+    }
+
+    #[test]
+    fn the_gaps_between_parts_are_fetched_beside_the_rest() {
+        // Ranges held at the hold limit: each part is its range as far as it got.
+        let parts = [part(0, 10), part(20, 10), part(50, 5)];
+        assert_eq!(
+            missing_ranges(&parts, Some(60), 1, 64 * MIB),
+            [range(10, Some(20)), range(30, Some(50)), range(55, None)]
+        );
+    }
 }

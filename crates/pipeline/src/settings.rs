@@ -41,6 +41,13 @@ pub struct PipelineSettings {
     /// `consumer_timeout`, 30 min by default). Keep it well below that timeout.
     #[serde(with = "humantime_serde")]
     pub download_hold_limit: Duration,
+    /// Connections one large file is fetched over at once, each a `Range` of it written as its
+    /// own part; the parts are joined and hashed as a whole once all are in (a second write of
+    /// the file in staging). Worth it where one connection to Zoom is slower than the link.
+    pub download_ranges: usize,
+    /// A file is split into ranges no shorter than this: smaller files, and the last part of
+    /// one, go over one connection.
+    pub download_range_min_bytes: u64,
     /// Read back and hash every copied file at the destination (otherwise: its size there and
     /// the hash of the bytes sent). A file renamed within one store is checked by size.
     pub verify_readback: bool,
@@ -75,6 +82,8 @@ impl Default for PipelineSettings {
             drain_timeout: Duration::from_secs(30),
             processing_deadline: Duration::from_secs(24 * 3600),
             download_hold_limit: Duration::from_secs(10 * 60),
+            download_ranges: 1,
+            download_range_min_bytes: 64 * 1024 * 1024,
             verify_readback: true,
             ffmpeg: "ffmpeg".into(),
             ffprobe: "ffprobe".into(),
@@ -157,6 +166,12 @@ impl PipelineSettings {
         if self.delivery_limit == 0 {
             return Err(InvalidSetting::new(
                 "pipeline.delivery_limit",
+                "must be at least 1",
+            ));
+        }
+        if self.download_ranges == 0 {
+            return Err(InvalidSetting::new(
+                "pipeline.download_ranges",
                 "must be at least 1",
             ));
         }

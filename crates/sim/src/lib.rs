@@ -81,6 +81,11 @@ impl Simulator {
                     let method = request.method().to_string();
                     let path = request.path().to_owned();
                     let query = request.query_string().to_owned();
+                    let range = request
+                        .headers()
+                        .get(actix_web::http::header::RANGE)
+                        .and_then(|value| value.to_str().ok())
+                        .map(str::to_owned);
                     let log = log.clone();
                     let response = service.call(request);
                     async move {
@@ -92,6 +97,7 @@ impl Simulator {
                                     method,
                                     path,
                                     query,
+                                    range,
                                     status,
                                 })
                             });

@@ -111,6 +111,9 @@ pub struct RecordedRequest {
     pub method: String,
     pub path: String,
     pub query: String,
+    /// The `Range` header of a file request.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub range: Option<String>,
     pub status: u16,
 }
 

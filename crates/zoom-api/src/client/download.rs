@@ -10,9 +10,13 @@
 //! - **Verification**: completeness is judged by what the server promised (`Content-Length`, or
 //!   the `Content-Range` total); a 200 with an HTML body, or a size far from the payload's
 //!   `file_size`, is Zoom's answer for a deleted or unauthorised file, never the file.
-//! - **Digest**: SHA-256 is computed on a blocking thread of its own, fed the very chunks handed
-//!   to the caller (`Bytes`: a reference count, no copy) through a bounded queue, so hashing
-//!   overlaps the network and the disk instead of sitting in series with them.
+//! - **Ranges**: a download may cover one range of the file (`start_at`..`end_at`), so a large
+//!   file can be fetched over several connections at once; a range starting at the file's end
+//!   (the server answers 416 with the file's length) is complete and empty.
+//! - **Digest**: SHA-256 of a whole-file download is computed on a blocking thread of its own,
+//!   fed the very chunks handed to the caller (`Bytes`: a reference count, no copy) through a
+//!   bounded queue, so hashing overlaps the network and the disk instead of sitting in series
+//!   with them. A range is not hashed: its caller hashes the joined file.
 //!
 //! Neither URLs nor tokens ever reach a log line or an error.
 
@@ -37,9 +41,10 @@ const MAX_REDIRECTS: usize = 5;
 /// An event `download_token` expiring sooner than this is not worth trying.
 const TOKEN_EXPIRY_MARGIN_SECS: i64 = 60;
 /// Chunks waiting for the hashing thread. A chunk is at most the HTTP client's read buffer
-/// (a few hundred KiB), so this bounds what the digest holds back to a few MiB; when the
-/// thread falls behind, the download waits for it rather than buffering more.
-const HASH_QUEUE: usize = 16;
+/// (a few hundred KiB), so this bounds what the digest holds back to about a MiB; when the
+/// thread falls behind, the download waits for it rather than buffering more (hashing runs at
+/// about twice the speed of the network here, so a deeper queue only held more memory).
+const HASH_QUEUE: usize = 4;
 
 /// Which file to fetch and what the event said about it.
 #[derive(Debug, Clone)]
@@ -51,17 +56,20 @@ pub struct FileSource {
     pub download_token: Option<Sensitive>,
     /// The payload's `file_size`.
     pub expected_size: Option<u64>,
-    /// Bytes already held elsewhere (earlier parts): the download asks for the rest, and its
-    /// digest covers only what it receives.
+    /// Bytes already held elsewhere (earlier parts): the download asks for the rest.
     pub start_at: u64,
+    /// Where to stop (exclusive): one range of the file, fetched beside others. `None`: to the
+    /// file's end. A download that is not the whole file has no digest.
+    pub end_at: Option<u64>,
 }
 
 /// What was received, measured on the fly.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Downloaded {
+    /// Where the download ended in the file (`start_at` included).
     pub bytes: u64,
-    /// Lowercase hex.
-    pub sha256: String,
+    /// Lowercase hex, of the whole file; `None` for a download of a part of it.
+    pub sha256: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,7 +93,7 @@ pub struct Download<'c> {
     /// Bytes to discard after a server answered a resumption with the whole file.
     skip: u64,
     resumes: u32,
-    digest: Digester,
+    digest: Option<Digester>,
     done: bool,
 }
 
@@ -188,6 +196,12 @@ fn within_tolerance(settings: &ZoomSettings, expected: u64, served: u64) -> bool
     expected.abs_diff(served) <= allowed
 }
 
+/// `bytes */TOTAL` (a 416's answer to a range past the end) → TOTAL.
+fn unsatisfied_range_total(response: &reqwest::Response) -> Option<u64> {
+    let value = response.headers().get(CONTENT_RANGE)?.to_str().ok()?;
+    value.trim().strip_prefix("bytes */")?.parse().ok()
+}
+
 /// `bytes START-END/TOTAL` → (START, TOTAL if known).
 fn content_range(response: &reqwest::Response) -> Option<(u64, Option<u64>)> {
     let value = response.headers().get(CONTENT_RANGE)?.to_str().ok()?;
@@ -208,6 +222,7 @@ impl<'c> Download<'c> {
             Credential::AccessToken
         };
         let start_at = source.start_at;
+        let whole_file = start_at == 0 && source.end_at.is_none();
         let mut download = Self {
             client,
             url: source.download_url.clone(),
@@ -219,7 +234,7 @@ impl<'c> Download<'c> {
             promised: None,
             skip: 0,
             resumes: 0,
-            digest: Digester::start(),
+            digest: whole_file.then(Digester::start),
             done: false,
         };
         download.open().await?;
@@ -234,6 +249,19 @@ impl<'c> Download<'c> {
     /// Bytes of the file received so far, `start_at` included.
     pub fn received(&self) -> u64 {
         self.received
+    }
+
+    /// Where this download ends, once known: its range's end, or the file's.
+    fn target(&self) -> Option<u64> {
+        match (self.source.end_at, self.promised) {
+            (Some(end), Some(promised)) => Some(end.min(promised)),
+            (end, promised) => end.or(promised),
+        }
+    }
+
+    /// Everything this download covers was received.
+    pub fn is_complete(&self) -> bool {
+        self.done || self.target().is_some_and(|target| self.received >= target)
     }
 
     /// The next chunk; `None` once the whole promised file was received.
@@ -257,21 +285,32 @@ impl<'c> Download<'c> {
                             continue;
                         }
                     }
+                    // A server that ignored the range's end: keep the range, drop the rest.
+                    if let Some(end) = self.source.end_at
+                        && self.received + chunk.len() as u64 >= end
+                    {
+                        chunk.truncate(end.saturating_sub(self.received) as usize);
+                        self.body = None;
+                        self.done = true;
+                    }
                     self.received += chunk.len() as u64;
                     if let Some(promised) = self.promised
                         && self.received > promised
                     {
                         return Err(DownloadError::Overlong { promised });
                     }
-                    self.digest.update(chunk.clone()).await?;
+                    if let Some(digest) = &self.digest {
+                        digest.update(chunk.clone()).await?;
+                    }
+                    if chunk.is_empty() {
+                        continue;
+                    }
                     return Ok(Some(chunk));
                 }
                 Ok(None) => {
                     self.body = None;
-                    let short = self.skip > 0
-                        || self
-                            .promised
-                            .is_some_and(|promised| self.received < promised);
+                    let short =
+                        self.skip > 0 || self.target().is_some_and(|target| self.received < target);
                     if short {
                         debug!(received = self.received, "file server ended early");
                         continue;
@@ -312,9 +351,13 @@ impl<'c> Download<'c> {
 
     /// Byte count and SHA-256 of what was received (waits for the hashing thread to catch up).
     pub async fn finish(self) -> Result<Downloaded, DownloadError> {
+        let sha256 = match self.digest {
+            Some(digest) => Some(digest.finish().await?),
+            None => None,
+        };
         Ok(Downloaded {
             bytes: self.received,
-            sha256: self.digest.finish().await?,
+            sha256,
         })
     }
 
@@ -362,8 +405,15 @@ impl<'c> Download<'c> {
             if let Some(bearer) = &bearer {
                 request = request.bearer_auth(bearer.expose());
             }
-            if self.received > 0 {
-                request = request.header(RANGE, format!("bytes={}-", self.received));
+            match self.source.end_at {
+                Some(end) => {
+                    let last = end.saturating_sub(1);
+                    request = request.header(RANGE, format!("bytes={}-{last}", self.received));
+                }
+                None if self.received > 0 => {
+                    request = request.header(RANGE, format!("bytes={}-", self.received));
+                }
+                None => {}
             }
             attempt += 1;
             // A server that accepts the connection but never answers must not hold the task.
@@ -397,6 +447,12 @@ impl<'c> Download<'c> {
                     attempt = 0;
                 }
                 404 => return Err(DownloadError::NotFound),
+                // Asked from the file's very end: nothing is left, which completes the range.
+                416 if unsatisfied_range_total(&response) == Some(self.received) => {
+                    self.promised = Some(self.received);
+                    self.done = true;
+                    return Ok(());
+                }
                 429 | 500..=599 if attempt < settings.max_attempts => {
                     let wait = retry_after(&response).unwrap_or_else(|| backoff(settings, attempt));
                     debug!(attempt, status, "file server busy, retrying");
