@@ -89,7 +89,10 @@ wait_http http://127.0.0.1:18090/
 wrk_run http://127.0.0.1:18090/zoom/webhook >"$work/bare.txt"
 kill "$bare"
 
-echo "== open loop, ${RATE} events/s, ${DURATION}s: minimal handler, then the ingress" >&2
+echo "== open loop, ${RATE} events/s, ${DURATION}s: the broker alone, the minimal handler, then the ingress" >&2
+# The floor under both handlers' latency: the same schedule straight to the broker.
+"$bin/relay-bench" open-loop-broker --exchange "${ns}zoom.events" --channels 4 \
+  --rate "$RATE" --seconds "$DURATION" >"$work/open-broker.json"
 "$bin/relay-bench" open-loop --url http://127.0.0.1:18091/zoom/webhook --secret bench-secret \
   --rate "$RATE" --seconds "$DURATION" >"$work/open-minimal.json"
 kill "$minimal"
@@ -132,7 +135,7 @@ def cpu_us(name, total):
     return int(open(f"{work}/{name}.cpu").read()) / int(sys.argv[5]) * 1e6 / max(total, 1)
 print(f"server CPU per request: ingress {cpu_us('ingress', ing[3]):.0f} us, minimal handler {cpu_us('minimal', minimal[3]):.0f} us")
 print(f"ingress / broker ceiling  = {ing[0] / best['per_second']:.2f}")
-for name in ("minimal", "ingress"):
+for name in ("broker", "minimal", "ingress"):
     run = json.load(open(f"{work}/open-{name}.json"))
     print(f"open loop {name:8} {run['rate']}/s: {run['ok']}/{run['sent']} ok, p50 {run['p50_ms']:.2f} ms, p99 {run['p99_ms']:.2f} ms, p99.9 {run['p999_ms']:.2f} ms, max {run['max_ms']:.2f} ms")
 wrk_ok = ing[3] - ing[4]

@@ -7,7 +7,8 @@ component as its own process, with N `zoom-relay download` processes. Then, in t
 fetches the same files from the simulator to the same disk with the same parallelism as one
 download process. Prints end-to-end MB/s, time from first event to last manifest, the ratio to
 curl, CPU seconds per GiB (every zoom-relay process, and curl), peak RSS of each process, and the
-Zoom API and file requests per file."""
+Zoom API and file requests per file. RATE_MBPS caps what the simulator serves each connection for
+an MP4 (a slow link to Zoom); RANGES sets `pipeline.download_ranges` (connections per large file)."""
 import hashlib, hmac, json, os, pathlib, resource, shutil, subprocess, sys, time, urllib.request
 
 root = pathlib.Path(__file__).resolve().parent.parent
@@ -17,6 +18,8 @@ meetings = int(os.environ.get("MEETINGS", "20"))
 media = int(float(os.environ.get("MEDIA_MIB", "500")) * 1024 * 1024)
 participant_audio = int(os.environ.get("PARTICIPANT_AUDIO", "0"))
 workers = int(os.environ.get("WORKERS", "0"))
+rate_mbps = float(os.environ.get("RATE_MBPS", "0"))
+ranges = int(os.environ.get("RANGES", "1"))
 parallel = 4
 ticks = os.sysconf("SC_CLK_TCK")
 namespace = f"benchpipe{int(time.time())}."
@@ -41,6 +44,7 @@ api_base = "{sim}/v2"
 download_hosts = ["127.0.0.1"]
 [pipeline]
 staging = "file://{work}/staging"
+download_ranges = {ranges}
 download = {{ concurrency = {parallel}, prefetch = {parallel} }}
 [log]
 level = "warn"
@@ -105,6 +109,8 @@ try:
 
     spec = {"segments": 1, "views": ["shared_screen_with_speaker_view"], "audio": True, "chat": False,
             "transcript": True, "transcript_later": False, "media_size": media, "participant_audio": participant_audio}
+    if rate_mbps:
+        spec["faults"] = {"MP4": {"bytes_per_second": int(rate_mbps * 1e6)}}
     created = [json.loads(request(f"{sim}/_sim/meetings", spec, {"content-type": "application/json"})) for _ in range(meetings)]
     total = sum(f["size"] for c in created for f in c["files"].values())
 
@@ -163,6 +169,7 @@ try:
 
     mb, gib = total / 1048576, total / 1073741824
     layout = "one `zoom-relay run`" if workers == 0 else f"a process per component, {workers} download"
+    layout += f", {ranges} connection(s) per large file" + (f", MP4s served at {rate_mbps:g} MB/s a connection" if rate_mbps else "")
     print(f"bytes                 {total} ({mb:.0f} MiB in {meetings} meetings, {len(lines)} files; {layout})")
     print(f"pipeline              {mb / pipeline_seconds:8.1f} MB/s   first event -> last manifest {pipeline_seconds:6.1f} s"
           f"   CPU {sum(cpu.values()) / gib:.2f} s/GiB")

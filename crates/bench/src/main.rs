@@ -91,6 +91,24 @@ enum Command {
         #[arg(long, default_value_t = 2048)]
         size: usize,
     },
+    /// The open-loop schedule straight to the broker (persistent publishes with confirms on
+    /// `channels` channels): latency from scheduled time to confirm, as JSON like `open-loop`.
+    OpenLoopBroker {
+        #[arg(long, default_value = "amqp://guest:guest@127.0.0.1:5672/%2f")]
+        url: String,
+        #[arg(long)]
+        exchange: String,
+        #[arg(long, default_value = "recording.completed")]
+        routing_key: String,
+        #[arg(long, default_value_t = 4)]
+        channels: usize,
+        #[arg(long, default_value_t = 1000)]
+        rate: u64,
+        #[arg(long, default_value_t = 30)]
+        seconds: u64,
+        #[arg(long, default_value_t = 2048)]
+        size: usize,
+    },
     /// Declare a durable queue bound to `exchange` with `#` (counts what the ingress stored).
     Tap {
         #[arg(long, default_value = "amqp://guest:guest@127.0.0.1:5672/%2f")]
@@ -198,17 +216,31 @@ async fn main() -> anyhow::Result<()> {
         } => {
             let report =
                 open_loop::run(&url, &secret, size, rate, Duration::from_secs(seconds)).await?;
-            println!(
-                "{{\"sent\": {}, \"ok\": {}, \"seconds\": {:.2}, \"rate\": {rate}, \"p50_ms\": {:.2}, \"p90_ms\": {:.2}, \"p99_ms\": {:.2}, \"p999_ms\": {:.2}, \"max_ms\": {:.2}}}",
-                report.sent,
-                report.ok,
-                report.seconds,
-                report.percentile_ms(50.0),
-                report.percentile_ms(90.0),
-                report.percentile_ms(99.0),
-                report.percentile_ms(99.9),
-                report.percentile_ms(100.0),
-            );
+            print_open_loop(&report, rate);
+        }
+        Command::OpenLoopBroker {
+            url,
+            exchange,
+            routing_key,
+            channels,
+            rate,
+            seconds,
+            size,
+        } => {
+            let target = ceiling::Target {
+                exchange,
+                routing_key,
+            };
+            let report = open_loop::run_broker(
+                &url,
+                &target,
+                channels,
+                size,
+                rate,
+                Duration::from_secs(seconds),
+            )
+            .await?;
+            print_open_loop(&report, rate);
         }
         Command::Tap {
             url,
@@ -386,4 +418,18 @@ async fn download(
         downloaded.bytes as f64 / 1_048_576.0 / seconds
     );
     Ok(())
+}
+
+fn print_open_loop(report: &open_loop::Report, rate: u64) {
+    println!(
+        "{{\"sent\": {}, \"ok\": {}, \"seconds\": {:.2}, \"rate\": {rate}, \"p50_ms\": {:.2}, \"p90_ms\": {:.2}, \"p99_ms\": {:.2}, \"p999_ms\": {:.2}, \"max_ms\": {:.2}}}",
+        report.sent,
+        report.ok,
+        report.seconds,
+        report.percentile_ms(50.0),
+        report.percentile_ms(90.0),
+        report.percentile_ms(99.0),
+        report.percentile_ms(99.9),
+        report.percentile_ms(100.0),
+    );
 }

@@ -119,3 +119,100 @@ pub async fn run(
         latencies,
     })
 }
+
+/// The same schedule straight to the broker: persistent, `mandatory` publishes with confirms on
+/// `channels` channels, each latency from its scheduled time to its confirm. What the broker's
+/// own storing costs, with no HTTP in the way: the floor under any handler's latency.
+pub async fn run_broker(
+    url: &str,
+    target: &crate::ceiling::Target,
+    channels: usize,
+    size: usize,
+    rate: u64,
+    duration: Duration,
+) -> anyhow::Result<Report> {
+    use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
+    use lapin::{BasicProperties, Connection, ConnectionProperties};
+
+    let connection = Connection::connect(url, ConnectionProperties::default()).await?;
+    let mut publishers = Vec::with_capacity(channels.max(1));
+    for _ in 0..channels.max(1) {
+        let channel = connection.create_channel().await?;
+        channel
+            .confirm_select(ConfirmSelectOptions::default())
+            .await?;
+        publishers.push(channel);
+    }
+    let body = Arc::new(sample_event(size).into_bytes());
+    let latencies = Arc::new(Mutex::new(Vec::with_capacity(
+        (rate * duration.as_secs()) as usize,
+    )));
+    let ok = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let total = rate.saturating_mul(duration.as_secs());
+    let period = Duration::from_secs_f64(1.0 / rate.max(1) as f64);
+    let runtime = tokio::runtime::Handle::current();
+    let started = Instant::now();
+    let scheduler = {
+        let (latencies, ok) = (latencies.clone(), ok.clone());
+        let (exchange, routing_key) = (target.exchange.clone(), target.routing_key.clone());
+        std::thread::spawn(move || {
+            let mut requests = Vec::with_capacity(total as usize);
+            for index in 0..total {
+                let scheduled = started + period.mul_f64(index as f64);
+                if let Some(wait) = scheduled.checked_duration_since(Instant::now()) {
+                    std::thread::sleep(wait);
+                }
+                let channel = publishers[index as usize % publishers.len()].clone();
+                let (exchange, routing_key, body) =
+                    (exchange.clone(), routing_key.clone(), body.clone());
+                let (latencies, ok) = (latencies.clone(), ok.clone());
+                requests.push(runtime.spawn(async move {
+                    let confirmed = async {
+                        let confirm = channel
+                            .basic_publish(
+                                exchange.as_str().into(),
+                                routing_key.as_str().into(),
+                                BasicPublishOptions {
+                                    mandatory: true,
+                                    ..Default::default()
+                                },
+                                &body,
+                                BasicProperties::default().with_delivery_mode(2),
+                            )
+                            .await?;
+                        Ok::<_, lapin::Error>(confirm.await?.is_ack())
+                    }
+                    .await
+                    .unwrap_or(false);
+                    let micros = scheduled.elapsed().as_micros() as u64;
+                    if confirmed {
+                        ok.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                    if let Ok(mut latencies) = latencies.lock() {
+                        latencies.push(micros);
+                    }
+                }));
+            }
+            requests
+        })
+    };
+    let requests = tokio::task::spawn_blocking(move || scheduler.join())
+        .await?
+        .map_err(|_| anyhow::anyhow!("the scheduler thread panicked"))?;
+    for request in requests {
+        request.await?;
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let mut latencies = std::mem::take(
+        &mut *latencies
+            .lock()
+            .map_err(|_| anyhow::anyhow!("latencies poisoned"))?,
+    );
+    latencies.sort_unstable();
+    Ok(Report {
+        sent: total,
+        ok: ok.load(std::sync::atomic::Ordering::Relaxed),
+        seconds,
+        latencies,
+    })
+}
