@@ -37,6 +37,8 @@ bench-ingress:
 bench-download:
 	scripts/bench-download.sh
 
-## 20 meetings (500 MiB MP4 + M4A + transcript) through `zoom-relay run`, beside curl.
+## 20 meetings (500 MiB MP4 + M4A + transcript) through `zoom-relay run`, beside curl: MB/s, CPU s/GiB,
+## peak RSS, Zoom calls per file. WORKERS=N (a process per component, N download processes),
+## MEETINGS, MEDIA_MIB, PARTICIPANT_AUDIO, RATE_MBPS and RANGES vary it (docs/benchmarks.md).
 bench-pipeline:
 	scripts/bench-pipeline.sh

@@ -12,7 +12,6 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use actix_web::http::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
-use bytes::BytesMut;
 use futures_util::StreamExt;
 use prometheus_client::registry::Registry;
 use relay_core::binding::{Binding, Origin, ReplayClaim, replay_header};
@@ -270,7 +269,7 @@ async fn read_body(
     declared_length: Option<usize>,
     limit: usize,
     budget: &Arc<Semaphore>,
-) -> Result<(BytesMut, Option<OwnedSemaphorePermit>), IngressError> {
+) -> Result<(Vec<u8>, Option<OwnedSemaphorePermit>), IngressError> {
     if declared_length.is_some_and(|length| length > limit) {
         return Err(IngressError::BodyTooLarge { limit });
     }
@@ -298,10 +297,12 @@ async fn read_body(
         // would stay alive, uncounted, as long as the chunk does.
         chunks.push(chunk.to_vec());
     }
-    let mut body = BytesMut::with_capacity(received);
-    for chunk in chunks {
-        body.extend_from_slice(&chunk);
-    }
+    // One chunk (the usual delivery) is the body as it is; several are joined once, exactly.
+    let body = if chunks.len() == 1 {
+        chunks.swap_remove(0)
+    } else {
+        chunks.concat()
+    };
     Ok((body, held))
 }
 

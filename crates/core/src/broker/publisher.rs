@@ -67,6 +67,11 @@ impl<'a> Outgoing<'a> {
     }
 
     pub fn headers(mut self, headers: FieldTable) -> Self {
+        // Taken as they are when there are none yet (the usual case): no copy of each entry.
+        if self.headers.inner().is_empty() {
+            self.headers = headers;
+            return self;
+        }
         for (key, value) in &headers {
             self.headers.insert(key.clone(), value.clone());
         }
