@@ -1118,6 +1118,42 @@ async fn a_file_split_over_several_connections_lands_once_byte_identical_each_ra
 }
 
 #[tokio::test]
+async fn an_empty_file_lands_as_an_empty_file() {
+    let pipeline = TestPipeline::start(|_| {}).await;
+    let mut created = pipeline
+        .create(&small(MeetingSpec {
+            segments: 1,
+            transcript: true,
+            transcript_later: false,
+            ..MeetingSpec::default()
+        }))
+        .await;
+    let transcript = created
+        .files
+        .iter()
+        .find(|(_, file)| file.file_type == "TRANSCRIPT")
+        .map(|(id, _)| id.clone())
+        .expect("a transcript");
+    // Zoom lists and serves it with no bytes (a meeting where nobody spoke).
+    let response = pipeline
+        .http
+        .put(format!("{}/_sim/files/{transcript}/content", pipeline.sim))
+        .body(Vec::<u8>::new())
+        .send()
+        .await
+        .expect("sim");
+    assert_eq!(response.status(), 200);
+    let served: zoom_sim::ServedFile = response.json().await.expect("served");
+    assert_eq!(served.size, 0);
+    created.files.insert(transcript, served);
+    pipeline.send(&created.recording_completed).await;
+    let manifest = pipeline
+        .wait_for_manifest(&created.uuid, |m| m.files().count() == created.files.len())
+        .await;
+    assert_delivered(&pipeline, &manifest, &created);
+}
+
+#[tokio::test]
 async fn a_hold_limit_reached_with_the_last_chunk_completes_the_file_rather_than_continuing() {
     // A zero hold limit is reached after every chunk, the last one included: a continuation
     // then would ask for a range past the file's end.

@@ -479,6 +479,63 @@ async fn downloads_the_served_bytes_with_their_digest() {
 }
 
 #[tokio::test]
+async fn a_range_is_exactly_its_bytes_and_a_range_at_or_past_the_end_is_complete_and_empty() {
+    let zoom = TestZoom::start().await;
+    let created = zoom.create(&small_meeting()).await;
+    let (whole, id) = file_source(&created.recording_completed, FileType::Mp4);
+    let size = created.files[&id].size;
+    let mut file = Vec::new();
+    zoom.client
+        .download(whole.clone())
+        .await
+        .expect("starts")
+        .copy_to(&mut file)
+        .await
+        .expect("completes");
+
+    let mut middle = Vec::new();
+    let ranged = zoom
+        .client
+        .download(FileSource {
+            start_at: 100_000,
+            end_at: Some(1_100_000),
+            ..whole.clone()
+        })
+        .await
+        .expect("starts")
+        .copy_to(&mut middle)
+        .await
+        .expect("completes");
+    assert_eq!(
+        middle,
+        file[100_000..1_100_000],
+        "the range's bytes, no more"
+    );
+    assert_eq!(ranged.bytes, 1_100_000, "ends where the range ends");
+    assert_eq!(ranged.sha256, None, "a range is not the file: no digest");
+
+    // Zoom's listed size can exceed the file: a range split from it may start at or past the
+    // end. The server's 416 says so, and the range is complete with nothing in it.
+    for start in [size, size + 4096] {
+        let mut nothing = Vec::new();
+        let empty = zoom
+            .client
+            .download(FileSource {
+                start_at: start,
+                end_at: Some(start + 1_000_000),
+                ..whole.clone()
+            })
+            .await
+            .expect("a range past the end is not an error")
+            .copy_to(&mut nothing)
+            .await
+            .expect("completes");
+        assert!(nothing.is_empty());
+        assert_eq!(empty.bytes, start);
+    }
+}
+
+#[tokio::test]
 async fn resumes_after_cut_connections_with_identical_bytes() {
     let zoom = TestZoom::start().await;
     let mut spec = small_meeting();
@@ -578,9 +635,34 @@ async fn a_file_size_a_few_bytes_off_passes_and_far_off_fails() {
     );
     let created = zoom.create(&spec).await;
     let (near, _) = file_source(&created.recording_completed, FileType::Mp4);
+    let near_source = near.clone();
     zoom.fetch(near).await.expect("complete");
     let (far, _) = file_source(&created.recording_completed, FileType::M4a);
-    let error = zoom.client.download(far).await.err().expect("refused");
+    let error = zoom
+        .client
+        .download(far.clone())
+        .await
+        .err()
+        .expect("refused");
+    assert!(
+        matches!(error, DownloadError::SizeMismatch { .. }),
+        "{error:?}"
+    );
+    // The same for a range of each: its answer's total is held to the listed size too.
+    let range = |source: FileSource| FileSource {
+        start_at: 1_000,
+        end_at: Some(2_000),
+        ..source
+    };
+    zoom.fetch(range(near_source))
+        .await
+        .expect("a range of the near one");
+    let error = zoom
+        .client
+        .download(range(far))
+        .await
+        .err()
+        .expect("a range of the far one refused");
     assert!(
         matches!(error, DownloadError::SizeMismatch { .. }),
         "{error:?}"

@@ -122,10 +122,18 @@ impl Download {
         if staged.is_none() {
             let data = staging.path(StagingKey::Data { file_id })?;
             let parts = held_parts(location, &staging, file_id).await?;
+            let size_record = staging.path(StagingKey::PartsSize { file_id })?;
+            let known_size: Option<u64> = match parts.is_empty() {
+                true => None,
+                false => location.get_json(&size_record).await?,
+            };
             let settings = &self.shared.settings;
             let missing = missing_ranges(
                 &parts,
-                task.file.file_size,
+                FileSize {
+                    known: known_size,
+                    listed: task.file.file_size,
+                },
                 settings.download_ranges,
                 settings.download_range_min_bytes,
             );
@@ -160,12 +168,14 @@ impl Download {
                     Duration::ZERO,
                 )
             };
-            let written = if let [whole] = missing.as_slice()
-                && parts.is_empty()
-            {
+            let written = if missing.len() == 1 && parts.is_empty() {
                 // The whole file over one connection: written straight under its name and
                 // hashed on the way, no join.
-                match fetch_range(account, source(whole)?, location, &data, held_until).await? {
+                let whole = ByteRange {
+                    start: 0,
+                    end: None,
+                };
+                match fetch_range(account, source(&whole)?, location, &data, held_until).await? {
                     Fetched::Complete { downloaded, .. } => StagedBytes {
                         size: downloaded.bytes,
                         sha256: downloaded.sha256.ok_or_else(|| {
@@ -201,22 +211,33 @@ impl Download {
                         fetch_range(account, source(range)?, location, &part, held_until).await
                     });
                 }
-                let mut total: Option<u64> = None;
+                let mut sizes: Vec<u64> = known_size.into_iter().collect();
                 let mut received = None;
+                let mut failed = None;
                 for fetched in futures_util::future::join_all(fetches).await {
                     // Parts that did complete are kept for the next attempt.
-                    match fetched? {
-                        Fetched::Complete { file_size, .. } => {
-                            if total.is_some_and(|total| Some(total) != file_size) {
-                                return Err(StageError::new(
-                                    relay_core::Code::VerificationFailed,
-                                    "the file server gave different sizes for one file",
-                                ));
-                            }
-                            total = total.or(file_size);
-                        }
-                        Fetched::Held { received: at } => received = Some(at),
+                    match fetched {
+                        Ok(Fetched::Complete { file_size, .. }) => sizes.extend(file_size),
+                        Ok(Fetched::Held { received: at }) => received = Some(at),
+                        Err(error) => failed = Some(error),
                     }
+                }
+                let total = sizes.first().copied();
+                if sizes.iter().any(|size| Some(*size) != total) {
+                    // Parts of two versions of a file must never be joined: start over.
+                    remove_parts(location, &staging, file_id).await?;
+                    return Err(StageError::new(
+                        relay_core::Code::VerificationFailed,
+                        format!("the file server gave different sizes for one file: {sizes:?}"),
+                    ));
+                }
+                if let Some(total) = total
+                    && known_size != Some(total)
+                {
+                    location.put_json(&size_record, &total).await?;
+                }
+                if let Some(error) = failed {
+                    return Err(error);
                 }
                 if let Some(received) = received {
                     return Err(held(received));
@@ -232,14 +253,8 @@ impl Download {
             location.put_json(&done, &record).await?;
             // The file is whole and recorded: any part left of it (this download's, or an
             // earlier attempt's) is no longer needed. A part that will not go is only untidy.
-            for part in location
-                .list(&staging.path(StagingKey::PartsDir { file_id })?)
-                .await
-                .unwrap_or_default()
-            {
-                if let Err(error) = location.delete(&part).await {
-                    tracing::debug!(%error, "a part was not removed");
-                }
+            if let Err(error) = remove_parts(location, &staging, file_id).await {
+                tracing::debug!(%error, "parts were not removed");
             }
             // Fetched after all (a replay after a fix): the meeting no longer lacks it.
             location
@@ -320,9 +335,12 @@ async fn fetch_range(
     held_until: std::time::Instant,
 ) -> Result<Fetched, StageError> {
     let start = source.start_at;
-    let expected = source.end_at.or(source.expected_size);
+    let (end_at, listed) = (source.end_at, source.expected_size);
+    let range = start > 0 || source.end_at.is_some();
     let mut download = account.zoom.download(source).await?;
-    if download.is_complete() {
+    // A range with nothing left (it starts at the file's end) writes no part; a whole file of
+    // no bytes is still written, as an empty file.
+    if range && download.is_complete() {
         let file_size = download.promised();
         let downloaded = download.finish().await?;
         return Ok(Fetched::Complete {
@@ -330,7 +348,8 @@ async fn fetch_range(
             file_size,
         });
     }
-    let length = download.promised().or(expected).unwrap_or(0);
+    // Sizes the writer's parts: the range's end, else the file's.
+    let length = end_at.or(download.promised()).or(listed).unwrap_or(0);
     let mut writer = location.writer(target, length.saturating_sub(start));
     let copied = async {
         while let Some(chunk) = download.next_chunk().await? {
@@ -364,13 +383,22 @@ async fn fetch_range(
     })
 }
 
+/// What is known of a file's size.
+#[derive(Debug, Clone, Copy)]
+struct FileSize {
+    /// As the file server gave it for an earlier part: exact.
+    known: Option<u64>,
+    /// Zoom's `file_size`: an estimate to split by.
+    listed: Option<u64>,
+}
+
 /// What is still to fetch around the parts held: the gaps between them and the rest after the
-/// last. With `connections` above one, the longest ranges are halved until there are that
-/// many, none shorter than `min_bytes` (the open last range counts as what `file_size`
-/// leaves of the file).
+/// last — up to the known size, or open-ended, so the server's length decides where the file
+/// ends. With `connections` above one, the longest ranges are halved until there are that
+/// many, none shorter than `min_bytes` (an open range counts as what the listed size leaves).
 fn missing_ranges(
     parts: &[Part],
-    file_size: Option<u64>,
+    size: FileSize,
     connections: usize,
     min_bytes: u64,
 ) -> Vec<ByteRange> {
@@ -385,14 +413,17 @@ fn missing_ranges(
         }
         cursor = cursor.max(part.end());
     }
-    missing.push(ByteRange {
-        start: cursor,
-        end: None,
-    });
+    match size.known {
+        Some(known) if cursor >= known => {}
+        known => missing.push(ByteRange {
+            start: cursor,
+            end: known,
+        }),
+    }
     let length = |range: &ByteRange| {
         range
             .end
-            .or(file_size)
+            .or(size.listed)
             .unwrap_or(range.start)
             .saturating_sub(range.start)
     };
@@ -457,6 +488,21 @@ async fn join_parts(
     })
 }
 
+/// Removes every part of `file_id` and the size recorded with them.
+async fn remove_parts(
+    location: &relay_storage::Location,
+    staging: &relay_pipeline::staging::MeetingStaging<'_>,
+    file_id: &str,
+) -> Result<(), StageError> {
+    for part in location
+        .list(&staging.path(StagingKey::PartsDir { file_id })?)
+        .await?
+    {
+        location.delete(&part).await?;
+    }
+    Ok(())
+}
+
 /// The parts held for `file_id`, in file order. A part overlapping an earlier one (an older
 /// attempt's) is left out: its bytes are fetched again or already held.
 async fn held_parts(
@@ -504,14 +550,41 @@ mod tests {
         ByteRange { start, end }
     }
 
+    fn listed(bytes: u64) -> FileSize {
+        FileSize {
+            known: None,
+            listed: Some(bytes),
+        }
+    }
+
+    #[test]
+    fn once_the_servers_size_is_known_nothing_past_it_is_asked_for() {
+        let known = |bytes| FileSize {
+            known: Some(bytes),
+            listed: Some(bytes + 1000),
+        };
+        // The last range is whole; another was held: only the gap is left.
+        assert_eq!(
+            missing_ranges(&[part(0, 10), part(20, 40)], known(60), 1, 64 * MIB),
+            [range(10, Some(20))]
+        );
+        // Everything held: nothing to fetch, only the join.
+        assert!(missing_ranges(&[part(0, 60)], known(60), 4, 1).is_empty());
+        // The rest after the last part ends at the known size, not open-ended.
+        assert_eq!(
+            missing_ranges(&[part(0, 10)], known(60), 1, 64 * MIB),
+            [range(10, Some(60))]
+        );
+    }
+
     #[test]
     fn one_connection_fetches_the_whole_file_or_the_rest_after_its_parts() {
         assert_eq!(
-            missing_ranges(&[], Some(400 * MIB), 1, 64 * MIB),
+            missing_ranges(&[], listed(400 * MIB), 1, 64 * MIB),
             [range(0, None)]
         );
         assert_eq!(
-            missing_ranges(&[part(0, 10)], Some(400 * MIB), 1, 64 * MIB),
+            missing_ranges(&[part(0, 10)], listed(400 * MIB), 1, 64 * MIB),
             [range(10, None)]
         );
     }
@@ -519,7 +592,7 @@ mod tests {
     #[test]
     fn a_large_file_is_halved_into_as_many_ranges_as_connections_the_last_open_ended() {
         assert_eq!(
-            missing_ranges(&[], Some(400 * MIB), 4, 64 * MIB),
+            missing_ranges(&[], listed(400 * MIB), 4, 64 * MIB),
             [
                 range(0, Some(100 * MIB)),
                 range(100 * MIB, Some(200 * MIB)),
@@ -532,14 +605,25 @@ mod tests {
     #[test]
     fn ranges_are_never_shorter_than_the_minimum_nor_split_without_a_known_size() {
         assert_eq!(
-            missing_ranges(&[], Some(100 * MIB), 4, 64 * MIB),
+            missing_ranges(&[], listed(100 * MIB), 4, 64 * MIB),
             [range(0, None)]
         );
         assert_eq!(
-            missing_ranges(&[], Some(200 * MIB), 4, 64 * MIB),
+            missing_ranges(&[], listed(200 * MIB), 4, 64 * MIB),
             [range(0, Some(100 * MIB)), range(100 * MIB, None)]
         );
-        assert_eq!(missing_ranges(&[], None, 4, 64 * MIB), [range(0, None)]);
+        assert_eq!(
+            missing_ranges(
+                &[],
+                FileSize {
+                    known: None,
+                    listed: None
+                },
+                4,
+                64 * MIB
+            ),
+            [range(0, None)]
+        );
     }
 
     #[test]
@@ -547,7 +631,7 @@ mod tests {
         // Ranges held at the hold limit: each part is its range as far as it got.
         let parts = [part(0, 10), part(20, 10), part(50, 5)];
         assert_eq!(
-            missing_ranges(&parts, Some(60), 1, 64 * MIB),
+            missing_ranges(&parts, listed(60), 1, 64 * MIB),
             [range(10, Some(20)), range(30, Some(50)), range(55, None)]
         );
     }

@@ -11,6 +11,9 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use zoom_api::Credentials;
 
+/// Most connections one file is fetched over.
+const MAX_DOWNLOAD_RANGES: usize = 16;
+
 /// The consumers: where files are staged, how much each stage takes on, how failures retry.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
@@ -169,10 +172,11 @@ impl PipelineSettings {
                 "must be at least 1",
             ));
         }
-        if self.download_ranges == 0 {
+        // Each connection holds its own part writer (up to 15 MiB on S3 staging).
+        if !(1..=MAX_DOWNLOAD_RANGES).contains(&self.download_ranges) {
             return Err(InvalidSetting::new(
                 "pipeline.download_ranges",
-                "must be at least 1",
+                format!("must be 1 to {MAX_DOWNLOAD_RANGES}"),
             ));
         }
         if self.media_timeout.is_zero() {

@@ -65,6 +65,11 @@ pub enum StagingKey<'a> {
     PartsDir {
         file_id: &'a str,
     },
+    /// The file's size as the file server gave it, once a part's answer told it: later
+    /// deliveries fetch up to it and never ask for bytes past the end.
+    PartsSize {
+        file_id: &'a str,
+    },
     FilesDir,
     Manifest,
     /// A joined view, by its content's SHA-256: two assemblers' joins never overwrite each other.
@@ -103,6 +108,7 @@ impl StagingKey<'_> {
             Self::Done { file_id } => format!("files/{}{DONE_SUFFIX}", identity(file_id)),
             Self::Part { file_id, offset } => format!("parts/{}/{offset:020}", identity(file_id)),
             Self::PartsDir { file_id } => format!("parts/{}", identity(file_id)),
+            Self::PartsSize { file_id } => format!("parts/{}/size.json", identity(file_id)),
             Self::FilesDir => "files".into(),
             Self::Manifest => "manifest.json".into(),
             Self::Concat { view, sha256 } => {

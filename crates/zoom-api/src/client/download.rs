@@ -447,12 +447,17 @@ impl<'c> Download<'c> {
                     attempt = 0;
                 }
                 404 => return Err(DownloadError::NotFound),
-                // Asked from the file's very end: nothing is left, which completes the range.
-                416 if unsatisfied_range_total(&response) == Some(self.received) => {
-                    self.promised = Some(self.received);
-                    self.done = true;
-                    return Ok(());
-                }
+                // Asked from the file's end or past it (a range split from a `file_size` larger
+                // than the file): nothing of it exists, which completes the range. The caller
+                // checks its parts against the size given.
+                416 => match unsatisfied_range_total(&response) {
+                    Some(total) if total <= self.received && self.received > 0 => {
+                        self.promised = Some(total);
+                        self.done = true;
+                        return Ok(());
+                    }
+                    _ => return Err(DownloadError::BadRange),
+                },
                 429 | 500..=599 if attempt < settings.max_attempts => {
                     let wait = retry_after(&response).unwrap_or_else(|| backoff(settings, attempt));
                     debug!(attempt, status, "file server busy, retrying");
@@ -510,6 +515,16 @@ impl<'c> Download<'c> {
             let (start, total) = content_range(&response).ok_or(DownloadError::BadRange)?;
             if start != self.received {
                 return Err(DownloadError::BadRange);
+            }
+            // The same check as a whole file's length: a range of a file far from its listed
+            // size is not a part of that file.
+            if let (Some(expected), Some(total)) = (self.source.expected_size, total)
+                && !within_tolerance(&self.client.settings, expected, total)
+            {
+                return Err(DownloadError::SizeMismatch {
+                    expected,
+                    served: total,
+                });
             }
             self.promised = total.or(self.promised);
         } else {
