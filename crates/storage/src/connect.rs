@@ -192,7 +192,11 @@ pub(crate) fn connect(
             refuse_credentials_in_url(parsed.scheme())?;
             return Ok(if scheme == ObjectStoreScheme::Local {
                 Connected {
-                    store: Box::new(LocalFileSystem::new()),
+                    // A write returns once its bytes and directory entry are on disk, as a
+                    // remote store's 200 does: a download is acked, and Zoom's copy may be
+                    // deleted, on the strength of it. Without this a crash of the machine
+                    // could lose a file already reported stored.
+                    store: Box::new(LocalFileSystem::new().with_fsync(true)),
                     prefix,
                     identity: "file://".into(),
                 }
@@ -340,6 +344,16 @@ mod tests {
         let url = StoreUrl::new(url);
         let parsed = url::Url::parse(url.expose()).expect("URL");
         connect(&url, &parsed, options, env)
+    }
+
+    #[test]
+    fn a_local_store_writes_durably_like_a_remote_one() {
+        let local = connect_to("file:///var/recordings", &BTreeMap::new(), Vec::new())
+            .map_err(|error| error.to_string())
+            .expect("connected");
+        // The store's own description is the only place its fsync setting shows.
+        let described = format!("{:?}", local.store);
+        assert!(described.contains("fsync: true"), "{described}");
     }
 
     #[test]
