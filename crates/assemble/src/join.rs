@@ -176,7 +176,7 @@ impl Joiner<'_> {
             view,
             sha256: &sha256,
         }))?;
-        tokio::fs::rename(&output, &published)
+        publish_durably(&output, &published)
             .await
             .map_err(storage)?;
         let record = JoinRecord {
@@ -468,6 +468,17 @@ fn reencode_args(segments: &[Probe]) -> Vec<String> {
 }
 
 /// Size and SHA-256 of a local file, read as a stream.
+/// Moves ffmpeg's output into place as the staging store writes its own files: on disk, and its
+/// name too, before the join record (written next, durably) points at it.
+async fn publish_durably(from: &Path, to: &Path) -> std::io::Result<()> {
+    tokio::fs::File::open(from).await?.sync_all().await?;
+    tokio::fs::rename(from, to).await?;
+    match to.parent() {
+        Some(directory) => tokio::fs::File::open(directory).await?.sync_all().await,
+        None => Ok(()),
+    }
+}
+
 async fn digest_file(path: &Path) -> std::io::Result<(u64, String)> {
     let mut file = tokio::fs::File::open(path).await?;
     let mut hasher = Sha256::new();
